@@ -1,0 +1,362 @@
+"""The evaluation runner: generate predictions, then score them into a results file.
+
+    python -m common.evaluate params/evaluate.yaml                      # the embedded default
+    python -m common.evaluate --model tiny-random-llama --limit 4 --out /tmp/ev
+    python -m common.evaluate --model qwen3-4b-instruct-2507 --device cuda --out reports/suite/qwen3
+    python -m common.evaluate --score-only --out reports/suite/smollm2-135m-instruct
+
+Phases, with files in between (generation never scores, scoring never generates):
+1. generate: prompts rendered in the chosen format, generated in batches through a
+   backend; one JSON line per sample is appended to `predictions.jsonl` as each batch
+   finishes, so a rerun skips what is done and an interrupted run loses nothing;
+2. latency: the first `latency_requests` samples again, one request at a time (what a
+   user waits for), into `latency.jsonl`, also resumable; batched throughput comes
+   from phase 1;
+3. score: each prediction parsed and checked into `verdicts.jsonl`, the metrics into
+   `results.json` (with parameters, seed, commit, versions, hardware) and a table into
+   `summary.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tqdm.auto import tqdm
+
+from common.backends import BACKENDS, Backend, GenerationSettings, TransformersBackend
+from common.checker import check_sample
+from common.formats import FORMATS, get_format
+from common.metrics import compute_metrics, latency_summary
+from common.models import default_format, load_model
+from common.params import load_params, parse_overrides
+from common.provenance import ROOT, provenance
+from common.samples import Sample, read_samples
+from common.tracking import flatten, start_run
+
+SUITE_PREFIX = "suite:"
+# Parameters that change what is generated: a rerun into the same folder must match them.
+GENERATION_KEYS = ("model", "adapter", "merge_adapter", "data", "format", "backend", "dtype",
+                   "max_new_tokens", "temperature", "top_p", "seed")
+
+
+class EvalParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model: str = Field("smollm2-135m-instruct", description="registry name, hub id or local path")
+    adapter: str | None = Field(None, description="PEFT adapter folder on top of the model")
+    merge_adapter: bool = Field(False, description="merge the adapter into the weights before generating")
+    data: str = Field("suite:everyday_tools", description="suite:NAME (shipped) or a samples JSONL/JSON file")
+    format: str | None = Field(None, description="tool-call format; default: the model's own")
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N samples")
+    experiment: str = Field("suite", description="reports/<experiment>/<run> is the default output")
+    run: str | None = Field(None, description="run name; default: the model name")
+    out: str | None = Field(None, description="output folder; default reports/<experiment>/<run>")
+    backend: str = Field("transformers", description=f"one of {sorted(BACKENDS)}")
+    device: str = Field("cpu", description="cpu, cuda, cuda:1, ...")
+    dtype: str = Field("auto", description="auto (bf16 where the hardware is fast at it), bfloat16, float32")
+    batch_size: int = Field(8, ge=1, description="prompts per generate call in the batched phase")
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0, description="0 decodes greedily")
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int = 42
+    latency_requests: int = Field(20, ge=0, description="samples re-run one at a time to time requests")
+    strict_strings: bool = Field(False, description="compare strings exactly, not BFCL-normalised")
+    wandb: str = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
+    wandb_project: str = "toolcall-lab"
+    wandb_group: str | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, v: str | None) -> str | None:
+        if v is not None and v not in FORMATS:
+            raise ValueError(f"unknown format {v!r}; choose one of {sorted(FORMATS)}")
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise ValueError(f"unknown backend {v!r}; choose one of {sorted(BACKENDS)}")
+        return v
+
+    def resolved(self) -> "EvalParams":
+        """Defaults that depend on other parameters, filled in."""
+        run = self.run or Path(self.model).name + (f"+{Path(self.adapter).name}" if self.adapter else "")
+        out = self.out or str(ROOT / "reports" / self.experiment / run)
+        return self.model_copy(update={"run": run, "out": out,
+                                       "format": self.format or default_format(self.model)})
+
+
+# -- data ---------------------------------------------------------------------------
+def load_data(spec: str, limit: int | None = None) -> list[Sample]:
+    if spec.startswith(SUITE_PREFIX):
+        name = spec[len(SUITE_PREFIX):]
+        path = resources.files("common") / "suites" / f"{name}.json"
+        if not path.is_file():
+            shipped = sorted(p.name.removesuffix(".json") for p in (resources.files("common") / "suites").iterdir()
+                             if p.name.endswith(".json"))
+            raise FileNotFoundError(f"no shipped suite {name!r}; shipped suites: {shipped}")
+        samples = read_samples(Path(str(path)))
+    else:
+        samples = read_samples(spec)
+    return samples[:limit] if limit else samples
+
+
+# -- resumable JSONL ------------------------------------------------------------------
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Complete records of a JSONL file. A last line cut off mid-write (the run was
+    killed) is dropped and the file truncated before it, so appending stays valid."""
+    if not path.exists():
+        return []
+    rows, good_bytes = [], 0
+    with path.open("rb") as f:
+        for raw in f:
+            try:
+                if not raw.endswith(b"\n"):
+                    raise ValueError("incomplete line")
+                rows.append(json.loads(raw))
+            except ValueError:
+                break
+            good_bytes += len(raw)
+    if good_bytes < path.stat().st_size:
+        with path.open("r+b") as f:
+            f.truncate(good_bytes)
+    return rows
+
+
+def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def check_run_config(out: Path, params: EvalParams) -> None:
+    """Refuse to mix predictions of different settings in one folder."""
+    wanted = {k: getattr(params, k) for k in GENERATION_KEYS}
+    path = out / "run.json"
+    if path.exists():
+        had = json.loads(path.read_text())["generation"]
+        diff = {k: (had.get(k), v) for k, v in wanted.items() if had.get(k) != v}
+        if diff:
+            lines = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+            raise ValueError(f"{out} holds predictions made with other settings ({lines}). "
+                             "Use another --out (or --run), or delete that folder to start over.")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(path, {"generation": wanted, "params": params.model_dump()})
+
+
+# -- phases ---------------------------------------------------------------------------
+def generate_predictions(backend: Backend, prompts: dict[str, str], path: Path, batch_size: int) -> None:
+    """Append one record per sample, batch by batch, skipping ids already in `path`."""
+    done = {r["id"] for r in read_jsonl(path)}
+    todo = [i for i in prompts if i not in done]
+    # Similar lengths in a batch waste less compute on padding.
+    todo.sort(key=lambda i: len(prompts[i]))
+    with tqdm(total=len(prompts), initial=len(done), desc="generate", unit="sample") as bar:
+        for start in range(0, len(todo), batch_size):
+            ids = todo[start:start + batch_size]
+            gens = backend.generate([prompts[i] for i in ids])
+            append_jsonl(path, ({"id": i, **asdict(g), "batch_size": len(ids)} for i, g in zip(ids, gens)))
+            bar.update(len(ids))
+
+
+def measure_latency(backend: Backend, prompts: dict[str, str], ids: list[str], path: Path,
+                    batched: dict[str, dict[str, Any]]) -> None:
+    done = {r["id"] for r in read_jsonl(path)}
+    todo = [i for i in ids if i not in done]
+    for i in tqdm(todo, desc="latency (1 request at a time)", unit="request"):
+        g = backend.generate([prompts[i]])[0]
+        append_jsonl(path, [{"id": i, "seconds": g.seconds, "new_tokens": g.new_tokens,
+                             "prompt_tokens": g.prompt_tokens,
+                             "same_text_as_batched": g.text == batched[i]["text"]}])
+
+
+def throughput(predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batched throughput. Records of one batch share its wall time, counted once."""
+    seconds = sum(r["seconds"] / r["batch_size"] for r in predictions)
+    tokens = sum(r["new_tokens"] for r in predictions)
+    return {"samples": len(predictions), "seconds": seconds,
+            "new_tokens_per_s": tokens / seconds if seconds else None,
+            "samples_per_s": len(predictions) / seconds if seconds else None,
+            "truncated": sum(r["finish_reason"] == "length" for r in predictions)}
+
+
+def score(out: str | Path, samples: list[Sample] | None = None, timings: dict[str, float] | None = None,
+          started: float | None = None) -> dict[str, Any]:
+    """Parse and check every prediction in `out` into verdicts, metrics and results.json.
+
+    `timings` (this invocation's phases) and `started` (its perf_counter start) are
+    recorded when given; a rescore keeps the timings of the run that generated.
+    """
+    t = time.perf_counter()
+    out = Path(out)
+    run = json.loads((out / "run.json").read_text())
+    params = EvalParams.model_validate(run["params"])
+    samples = samples if samples is not None else load_data(params.data, params.limit)
+    fmt = get_format(params.format)
+    predictions = {r["id"]: r for r in read_jsonl(out / "predictions.jsonl")}
+    missing = [s.id for s in samples if s.id not in predictions]
+    if missing:
+        raise RuntimeError(f"{len(missing)} samples have no prediction yet (first: {missing[:3]}); "
+                           "run the evaluation again to finish generating")
+    verdicts, rows = [], []
+    for s in samples:
+        parsed = fmt.parse(predictions[s.id]["text"], s.tools)
+        v = check_sample(s, parsed, strict_strings=params.strict_strings)
+        verdicts.append(v)
+        rows.append({**v.to_dict(), "parsed": parsed.to_dict()})
+    (out / "verdicts.jsonl").unlink(missing_ok=True)
+    append_jsonl(out / "verdicts.jsonl", rows)
+    latency = read_jsonl(out / "latency.jsonl")
+    metrics = compute_metrics(verdicts)
+    metrics["kinetic"]["latency"] = latency_summary([r["seconds"] for r in latency])
+    preds = [predictions[s.id] for s in samples]
+    if timings is not None:
+        run["timings"] = {**timings, "score_s": time.perf_counter() - t}
+        if started is not None:
+            run["timings"]["total_s"] = time.perf_counter() - started
+        write_json(out / "run.json", run)
+    results = {
+        "experiment": params.experiment, "run": params.run, "model": params.model,
+        "adapter": params.adapter, "format": params.format, "data": params.data, "n_samples": len(samples),
+        "seed": params.seed, "params": run["params"], "generation": run.get("backend"),
+        "metrics": metrics, "throughput": throughput(preds),
+        "latency_mode": {"batch_size": 1, "requests": len(latency),
+                         "same_text_as_batched": sum(r["same_text_as_batched"] for r in latency)},
+        "timings": run.get("timings", {}), "provenance": provenance(),
+    }
+    write_json(out / "results.json", results)
+    (out / "summary.md").write_text(summary_table(results), encoding="utf-8")
+    return results
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """The run's metrics as a markdown table, grouped as the references report them."""
+    m = results["metrics"]
+    k, slm, st, lat = m["kinetic"], m["slm"], m["smol_tools"], m["kinetic"]["latency"]
+    ci = k.get("accuracy_ci95")
+    sec = lambda x: "n/a" if x is None else f"{x:.2f} s"  # noqa: E731
+    lines = [
+        f"## {results['model']}{' + ' + results['adapter'] if results['adapter'] else ''} "
+        f"on {results['data']} ({results['n_samples']} samples, format {results['format']})", "",
+        "| group | metric | value |", "|---|---|---|",
+        f"| Kinetic-4B | accuracy (tool + args) | {_pct(k['accuracy'])}"
+        + (f" (95% CI {_pct(ci[0])}–{_pct(ci[1])})" if ci else "") + " |",
+        f"| Kinetic-4B | tool-name accuracy | {_pct(k['tool_name_accuracy'])} |",
+        f"| Kinetic-4B | failure rate (no valid call) | {_pct(k['failure_rate'])} |",
+        f"| Kinetic-4B | latency p50 / p95 (1 request, n={lat['n']}) | {sec(lat['p50_s'])} / {sec(lat['p95_s'])} |",
+        f"| SLM paper | exact match | {_pct(slm['exact_match'])} |",
+        f"| SLM paper | argument P / R / F1 | {_pct(slm['argument_precision'])} / "
+        f"{_pct(slm['argument_recall'])} / {_pct(slm['argument_f1'])} |",
+        f"| SLM paper | tool-select F1 | {_pct(slm['tool_select_f1'])} |",
+        f"| SLM paper | hallucination-free rate | {_pct(slm['hallucination_free_rate'])} |",
+        f"| smol-tools | tool selection P / R / F1 | {_pct(st['tool_selection_precision'])} / "
+        f"{_pct(st['tool_selection_recall'])} / {_pct(st['tool_selection_f1'])} |",
+        f"| smol-tools | JSON validity | {_pct(st['json_validity'])} |",
+        f"| smol-tools | argument correctness | {_pct(st['argument_correctness'])} |",
+        f"| smol-tools | no-tool accuracy | {_pct(st['no_tool_accuracy'])} |",
+        "", "| scenario | n | accuracy | tool-selection F1 |", "|---|---|---|---|",
+        *(f"| {s} | {d['count']} | {_pct(d['accuracy'])} | {_pct(d['tool_selection_f1'])} |"
+          for s, d in st["per_scenario"].items()),
+        "", "Error kinds: " + (", ".join(f"{e} {n}" for e, n in m["error_kinds"].items()) or "none"),
+    ]
+    t, tp = results.get("timings", {}), results["throughput"]
+    if t:
+        lines += ["", "Times: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()),
+                  f"Batched throughput: {tp['new_tokens_per_s'] or 0:.1f} new tokens/s, "
+                  f"{tp['samples_per_s'] or 0:.2f} samples/s; {tp['truncated']} outputs hit max_new_tokens."]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None = None) -> dict[str, Any]:
+    """Generate what is missing, measure latency, score. Returns the results dict.
+
+    `model_and_tokenizer` lets a notebook or test pass an already loaded model.
+    """
+    t0 = time.perf_counter()
+    params = params.resolved()
+    out = Path(params.out)
+    check_run_config(out, params)
+    samples = load_data(params.data, params.limit)
+    fmt = get_format(params.format)
+    pred_path, lat_path = out / "predictions.jsonl", out / "latency.jsonl"
+    done = {r["id"] for r in read_jsonl(pred_path)}
+    latency_ids = [s.id for s in samples[:params.latency_requests]]
+    timed = {r["id"] for r in read_jsonl(lat_path)}
+    timings: dict[str, float] = {}
+    if any(s.id not in done for s in samples) or any(i not in timed for i in latency_ids):
+        t = time.perf_counter()
+        model, tokenizer = model_and_tokenizer or load_model(
+            params.model, adapter=params.adapter, merge=params.merge_adapter, dtype=params.dtype,
+            device=params.device, seed=params.seed)
+        timings["model_load_s"] = time.perf_counter() - t
+        settings = GenerationSettings(params.max_new_tokens, params.temperature, params.top_p, params.seed)
+        backend = BACKENDS[params.backend](model, tokenizer, settings,
+                                           stop_texts=(fmt.end_of_turn(tokenizer),))
+        prompts = {s.id: fmt.render_prompt(s.tools, s.messages, tokenizer) for s in samples}
+        t = time.perf_counter()
+        generate_predictions(backend, prompts, pred_path, params.batch_size)
+        timings["generate_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        batched = {r["id"]: r for r in read_jsonl(pred_path)}
+        measure_latency(backend, prompts, latency_ids, lat_path, batched)
+        timings["latency_s"] = time.perf_counter() - t
+        run = json.loads((out / "run.json").read_text())
+        run["backend"] = backend.describe()
+        write_json(out / "run.json", run)
+    results = score(out, samples, timings, started=t0)
+    tracker = start_run(params.model_dump(), mode=params.wandb, project=params.wandb_project,
+                        group=params.wandb_group or params.experiment, name=params.run, job_type="evaluate")
+    tracker.summary.update(flatten(results["metrics"]) | flatten({"throughput": results["throughput"],
+                                                                  "timings": results["timings"]}))
+    tracker.finish()
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("params", nargs="*", help="YAML parameter files, merged in order")
+    for name, field in EvalParams.model_fields.items():
+        if name in {"model", "adapter", "data", "format", "out", "limit", "run", "device"}:
+            parser.add_argument(f"--{name}", type=int if name == "limit" else str, help=field.description)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help=f"override any parameter: {', '.join(EvalParams.model_fields)}")
+    parser.add_argument("--score-only", action="store_true", help="rescore the predictions in --out")
+    args = parser.parse_args(argv)
+    if args.score_only:
+        if not args.out:
+            parser.error("--score-only needs --out, the folder of a finished generation")
+        results = score(args.out)
+    else:
+        flags = {k: v for k, v in vars(args).items()
+                 if k in EvalParams.model_fields and v is not None}
+        params = load_params(EvalParams, args.params, parse_overrides(args.set) | flags)
+        results = evaluate(params)
+    print(summary_table(results))
+    print(f"results: {Path(results['params']['out']) / 'results.json'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

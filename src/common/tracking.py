@@ -1,0 +1,53 @@
+"""Weights & Biases tracking: offline by default, online with a key, a no-op when disabled.
+
+The mode comes from the run's parameter, or WANDB_MODE when that is `auto`. Offline runs
+are written under ./wandb and uploaded later with `wandb sync wandb/offline-run-*`.
+Results files remain the source of truth; W&B receives the same config and metrics.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+class NoRun:
+    """Stands in for a W&B run when tracking is disabled (tests, CI)."""
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    summary: dict[str, Any] = {}
+
+
+def resolve_mode(mode: str) -> str:
+    if mode == "auto":
+        mode = os.environ.get("WANDB_MODE", "offline")
+    if mode not in {"online", "offline", "disabled"}:
+        raise ValueError(f"unknown W&B mode {mode!r}; use online, offline, disabled or auto")
+    return mode
+
+
+def start_run(config: dict[str, Any], mode: str = "auto", project: str = "toolcall-lab",
+              group: str | None = None, name: str | None = None, job_type: str | None = None) -> Any:
+    mode = resolve_mode(mode)
+    if mode == "disabled":
+        return NoRun()
+    import wandb
+    return wandb.init(project=project, group=group, name=name, job_type=job_type, config=config,
+                      mode=mode, reinit="finish_previous")
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested metrics as `group/name` keys, the shape W&B charts and tables expect."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) or v is None:
+            out[key] = v
+    return out
