@@ -88,7 +88,7 @@ def test_optional_left_out_or_given_its_default_is_correct():
 def test_optional_with_default_expected_may_be_left_out():
     v = verdict([("get_weather", {"location": "Paris", "unit": "celsius"})],
                 out(("get_weather", {"location": "Paris"})))
-    assert v.correct
+    assert v.correct and (v.args_predicted, v.args_true, v.args_correct) == (1, 1, 1)
 
 
 def test_optional_not_asked_for_and_not_default_is_extra():
@@ -107,9 +107,17 @@ def test_requested_optional_left_out_means_the_default_is_a_wrong_value():
 def test_key_listed_optional_may_be_left_out_but_must_match_if_given():
     exp = [ExpectedCall(name="get_weather", arguments={"location": ["Paris"], "unit": ["fahrenheit"]},
                         optional=["unit"])]
-    assert check_sample(sample(exp), out(("get_weather", {"location": "Paris"}))).correct
+    v = check_sample(sample(exp), out(("get_weather", {"location": "Paris"})))
+    assert v.correct and (v.args_predicted, v.args_true, v.args_correct) == (1, 1, 1)
     v = check_sample(sample(exp), out(("get_weather", {"location": "Paris", "unit": "celsius"})))
-    assert v.error_kind == "wrong_value"
+    assert v.error_kind == "wrong_value" and (v.args_predicted, v.args_true, v.args_correct) == (2, 2, 1)
+
+
+def test_invented_argument_beside_a_rightly_omitted_optional_is_extra_not_renamed():
+    exp = [ExpectedCall(name="get_weather", arguments={"location": ["Paris"], "unit": ["celsius"]},
+                        optional=["unit"])]
+    v = check_sample(sample(exp), out(("get_weather", {"location": "Paris", "days": 2})))
+    assert issue_kinds(v) == [("days", "extra_argument")]
 
 
 def test_missing_required_argument():
@@ -123,6 +131,7 @@ def test_renamed_argument_is_a_wrong_name_and_a_hallucination():
     v = verdict([("get_weather", {"location": "Paris"})], out(("get_weather", {"city": "Paris"})))
     assert v.error_kind == "wrong_argument_name"
     assert issue_kinds(v) == [("city", "wrong_argument_name"), ("location", "missing_required_argument")]
+    assert (v.args_predicted, v.args_true, v.args_correct) == (1, 1, 0)
     assert v.hallucinations == [{"call": "0", "kind": "unknown_argument", "name": "get_weather.city"}]
 
 
@@ -225,10 +234,12 @@ def test_failure_rate_counts_unparseable_and_silent_outputs():
     exp = [("get_weather", {"location": "Paris"})]
     vs = [verdict(exp, out(error=ParseError("invalid_json", "x"))), verdict(exp, out()),
           verdict(exp, out(("get_weather", {"location": "Rome"}))),
+          verdict(exp, out(("get_weather", {"location": "Paris"}), error=ParseError("invalid_json", "x"))),
           check_sample(sample([], "no_tool"), out())]
     m = compute_metrics(vs)
-    assert m["kinetic"]["failure_rate"] == pytest.approx(2 / 3)
-    assert m["smol_tools"]["json_validity"] == 0.75
+    assert m["kinetic"]["failure_rate"] == pytest.approx(3 / 4)  # all but the valid wrong call
+    # JSON validity counts only outputs that attempt a call: 3, of which 1 parsed
+    assert m["smol_tools"]["json_validity"] == pytest.approx(1 / 3)
     assert m["slm"]["hallucination_free_rate"] == 1.0
 
 
@@ -247,7 +258,8 @@ def test_metric_registry_declares_direction():
 
 def test_metrics_of_nothing_are_none_not_errors():
     m = compute_metrics([])
-    assert m["kinetic"]["accuracy"] is None and m["smol_tools"]["no_tool_accuracy"] is None
+    assert all(value is None for key, value in m["kinetic"].items() if key != "accuracy_ci95")
+    assert all(m[group][name] is None for group, name in (k.split(".") for k in METRICS))
 
 
 def test_latency_summary():

@@ -21,6 +21,8 @@ class GenerationSettings:
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
+    top_k: int = 0            # 0: no top-k cut when sampling
+    repetition_penalty: float = 1.0
     seed: int = 42
 
     @property
@@ -52,10 +54,13 @@ class Backend(ABC):
 class TransformersBackend(Backend):
     """Local `model.generate`, batched with left padding.
 
-    Generation stops at the tokenizer's end token or at the end marker of the prompt
-    template's assistant turn (e.g. `<|im_end|>`, `<end_of_turn>`), passed as `stop_texts`.
-    Special tokens are kept in the decoded text (FunctionGemma's call markers are
-    special tokens in its tokenizer); the text is cut at the first stop token.
+    Generation stops at the tokenizer's and the model's end tokens and at the given
+    `stop_texts` (the template's end of turn such as `<|im_end|>` or `<end_of_turn>`,
+    and what a format never writes inside an answer, such as a tool response). Every
+    setting is passed explicitly, so a hub model's own generation defaults (a repetition
+    penalty, top-k) do not leak in; they are recorded by `describe`. Special tokens are
+    kept in the decoded text (FunctionGemma's call markers are special tokens in its
+    tokenizer), and the text is cut at the first stop.
     """
 
     name = "transformers"
@@ -64,50 +69,57 @@ class TransformersBackend(Backend):
                  stop_texts: tuple[str, ...] = (), logits_processors: list[Any] | None = None):
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
         self.logits_processors = list(logits_processors or [])
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-        for text in stop_texts:
-            token = tokenizer.convert_tokens_to_ids(text) if text in tokenizer.get_vocab() else None
-            if token is not None:
-                ids.add(token)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        own = model.generation_config.eos_token_id if model.generation_config is not None else None
+        ids = {tokenizer.eos_token_id, *(own if isinstance(own, list) else [own])} - {None}
+        vocab = tokenizer.get_vocab()
+        ids |= {vocab[t] for t in stop_texts if t in vocab}
+        # a stop text of several tokens is matched on the text by generate's stop_strings
+        self.stop_strings = [t for t in stop_texts if t and t not in vocab]
         if not ids:
             raise ValueError("no stop token: the tokenizer has no eos token and no stop text is a token")
         self.stop_ids = sorted(ids)
 
     def describe(self) -> dict[str, Any]:
         p = next(self.model.parameters())
+        own = self.model.generation_config.to_diff_dict() if self.model.generation_config is not None else {}
         return {"backend": self.name, **asdict(self.settings), "dtype": str(p.dtype).replace("torch.", ""),
                 "device": str(p.device), "stop_tokens": self.tokenizer.convert_ids_to_tokens(self.stop_ids),
+                "stop_strings": self.stop_strings, "model_generation_defaults_ignored": own,
                 "logits_processors": [type(lp).__name__ for lp in self.logits_processors]}
 
     @torch.inference_mode()
     def generate(self, prompts: list[str]) -> list[Generation]:
         from transformers import LogitsProcessorList
         s = self.settings
+        self.tokenizer.padding_side = "left"
         # The chat template already wrote any BOS token, so none is added here.
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         batch = batch.to(self.model.device)
-        sampling = {} if s.greedy else {"temperature": s.temperature, "top_p": s.top_p}
+        sampling = {} if s.greedy else {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k}
+        stops = {"stop_strings": self.stop_strings, "tokenizer": self.tokenizer} if self.stop_strings else {}
         torch.manual_seed(s.seed)
         start = time.perf_counter()
         out = self.model.generate(
             **batch, max_new_tokens=s.max_new_tokens, do_sample=not s.greedy, **sampling,
-            eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id,
+            repetition_penalty=s.repetition_penalty, eos_token_id=self.stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id, **stops,
             logits_processor=LogitsProcessorList(self.logits_processors))
         seconds = time.perf_counter() - start
         width = batch["input_ids"].shape[1]
-        results = []
-        for row, mask in zip(out, batch["attention_mask"]):
-            new = row[width:].tolist()
-            stop = next((i for i, t in enumerate(new) if t in self.stop_ids), None)
-            kept = new if stop is None else new[:stop]
-            results.append(Generation(
-                text=self.tokenizer.decode(kept, skip_special_tokens=False),
-                prompt_tokens=int(mask.sum()), new_tokens=len(kept) + (stop is not None),
-                seconds=seconds, finish_reason="length" if stop is None else "stop"))
-        return results
+        return [self._decode(row[width:].tolist(), int(mask.sum()), seconds)
+                for row, mask in zip(out, batch["attention_mask"])]
+
+    def _decode(self, new: list[int], prompt_tokens: int, seconds: float) -> Generation:
+        stop = next((i for i, t in enumerate(new) if t in self.stop_ids), None)
+        kept = new if stop is None else new[:stop]
+        text = self.tokenizer.decode(kept, skip_special_tokens=False)
+        cut = min((i for i in (text.find(t) for t in self.stop_strings) if i >= 0), default=None)
+        stopped = stop is not None or cut is not None
+        return Generation(text=text if cut is None else text[:cut], prompt_tokens=prompt_tokens,
+                          new_tokens=len(kept) + (stop is not None), seconds=seconds,
+                          finish_reason="stop" if stopped else "length")
 
 
 BACKENDS = {"transformers": TransformersBackend}

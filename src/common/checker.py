@@ -161,12 +161,31 @@ def _parameters(function: dict[str, Any] | None) -> tuple[dict[str, Any], set[st
     return params.get("properties") or {}, set(params.get("required") or [])
 
 
+def omission_issue(key: str, expected: ExpectedCall, function: dict[str, Any] | None,
+                   strict_strings: bool = False) -> ArgumentIssue | None:
+    """The issue of leaving out an expected argument, or None when leaving it out is fine
+    (it is listed optional, or its schema default is an acceptable value)."""
+    props, required = _parameters(function)
+    if key in expected.optional:
+        return None
+    if key in required:
+        return ArgumentIssue(key, "missing_required_argument", f"required {key!r} left out")
+    schema = props.get(key) or {}
+    if "default" not in schema:
+        return ArgumentIssue(key, "wrong_value", f"left out (no default); acceptable {expected.arguments[key]!r}")
+    if any(values_equal(schema["default"], a, strict_strings) for a in expected.arguments[key]):
+        return None
+    return ArgumentIssue(key, "wrong_value", f"left out, so its default {schema['default']!r} applies; "
+                                             f"acceptable {expected.arguments[key]!r}")
+
+
 def check_call(expected: ExpectedCall, call: ToolCall, function: dict[str, Any] | None,
                strict_strings: bool = False) -> list[ArgumentIssue]:
     """The argument issues of a call to the expected function (empty: correct)."""
-    props, required = _parameters(function)
+    props, _ = _parameters(function)
+    omissions = [i for k in expected.arguments if k not in call.arguments
+                 if (i := omission_issue(k, expected, function, strict_strings))]
     issues: list[ArgumentIssue] = []
-    missing_expected = [k for k in expected.arguments if k not in call.arguments]
     for key, value in call.arguments.items():
         schema = props.get(key)
         if key in expected.arguments:
@@ -179,7 +198,8 @@ def check_call(expected: ExpectedCall, call: ToolCall, function: dict[str, Any] 
             else:
                 issues.append(ArgumentIssue(key, "wrong_value", f"got {value!r}, acceptable {acceptable!r}"))
         elif function is not None and key not in props:
-            kind = "wrong_argument_name" if missing_expected else "extra_argument"
+            # an unknown name where an expected argument is missing is most likely that argument misnamed
+            kind = "wrong_argument_name" if omissions else "extra_argument"
             issues.append(ArgumentIssue(key, kind, f"{key!r} is not a parameter of {call.name}"))
         elif key in expected.optional:
             why = type_error(value, schema)
@@ -189,21 +209,7 @@ def check_call(expected: ExpectedCall, call: ToolCall, function: dict[str, Any] 
             continue
         else:
             issues.append(ArgumentIssue(key, "extra_argument", f"{key}={value!r} was not asked for"))
-    for key in missing_expected:
-        if key in expected.optional:
-            continue
-        if key in required:
-            issues.append(ArgumentIssue(key, "missing_required_argument", f"required {key!r} left out"))
-            continue
-        schema = props.get(key) or {}
-        if "default" in schema:
-            if any(values_equal(schema["default"], a, strict_strings) for a in expected.arguments[key]):
-                continue
-            detail = f"left out, so its default {schema['default']!r} applies; acceptable {expected.arguments[key]!r}"
-        else:
-            detail = f"left out (no default); acceptable {expected.arguments[key]!r}"
-        issues.append(ArgumentIssue(key, "wrong_value", detail))
-    return issues
+    return issues + omissions
 
 
 def hallucinations(calls: list[ToolCall], functions: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
@@ -224,19 +230,27 @@ def hallucinations(calls: list[ToolCall], functions: dict[str, dict[str, Any]]) 
 
 
 def _count_args(verdict: Verdict, calls: list[ToolCall], expected: list[ExpectedCall]) -> None:
-    """Argument counts for the SLM paper's P/R/F1. An output argument is correct when
-    its call matched the expected function and the argument raised no issue. The true
-    arguments are the expected ones (of every expected call, matched or missed) plus the
-    optional or default ones an output rightly gave, so giving a default costs nothing."""
+    """Argument counts for the SLM paper's P/R/F1.
+
+    Predicted: every argument of every output call. Correct: an argument of a call matched
+    to the expected function that raised no issue. True: for a matched call, its correct
+    arguments plus the expected ones it got wrong or missed (so an optional argument
+    rightly left out, or a default rightly given, costs nothing); for an expected call
+    with no match, every argument it pins. A correct sample scores P = R = 1.
+    """
     verdict.args_predicted = sum(len(c.arguments) for c in calls)
-    verdict.args_true = sum(len(e.arguments) for e in expected)
-    for m in verdict.matches:
-        if not m.name_ok:
+    matched = {m.expected: m for m in verdict.matches if m.name_ok}
+    for i, e in enumerate(expected):
+        m = matched.get(i)
+        if m is None:
+            verdict.args_true += sum(1 for k in e.arguments if k not in e.optional)
             continue
-        bad = {i.argument for i in m.issues}
-        good = [k for k in calls[m.output].arguments if k not in bad]
+        call = calls[m.output]
+        bad = {issue.argument for issue in m.issues}
+        good = set(call.arguments) - bad
         verdict.args_correct += len(good)
-        verdict.args_true += sum(1 for k in good if k not in expected[m.expected].arguments)
+        # the expected arguments it got wrong or missed count; invented ones do not
+        verdict.args_true += len(good | (bad & set(e.arguments)))
 
 
 def check_sample(sample: Sample, parsed: ParsedOutput, strict_strings: bool = False) -> Verdict:

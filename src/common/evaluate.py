@@ -35,7 +35,7 @@ from common.backends import BACKENDS, Backend, GenerationSettings, TransformersB
 from common.checker import check_sample
 from common.formats import FORMATS, get_format
 from common.metrics import compute_metrics, latency_summary
-from common.models import default_format, load_model
+from common.models import default_format, load_model, resolve_dtype
 from common.params import load_params, parse_overrides
 from common.provenance import ROOT, provenance
 from common.samples import Sample, read_samples
@@ -44,7 +44,9 @@ from common.tracking import flatten, start_run
 SUITE_PREFIX = "suite:"
 # Parameters that change what is generated: a rerun into the same folder must match them.
 GENERATION_KEYS = ("model", "adapter", "merge_adapter", "data", "format", "backend", "dtype",
-                   "max_new_tokens", "temperature", "top_p", "seed")
+                   "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
+# Parameters that only change scoring: `--score-only --set` may change these.
+SCORING_KEYS = ("strict_strings",)
 
 
 class EvalParams(BaseModel):
@@ -65,6 +67,8 @@ class EvalParams(BaseModel):
     max_new_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0, description="0 decodes greedily")
     top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0, description="top-k cut when sampling; 0 turns it off")
+    repetition_penalty: float = Field(1.0, gt=0, description="1.0 is none (the SLM paper used 1.1)")
     seed: int = 42
     latency_requests: int = Field(20, ge=0, description="samples re-run one at a time to time requests")
     strict_strings: bool = Field(False, description="compare strings exactly, not BFCL-normalised")
@@ -90,7 +94,8 @@ class EvalParams(BaseModel):
         """Defaults that depend on other parameters, filled in."""
         run = self.run or Path(self.model).name + (f"+{Path(self.adapter).name}" if self.adapter else "")
         out = self.out or str(ROOT / "reports" / self.experiment / run)
-        return self.model_copy(update={"run": run, "out": out,
+        dtype = str(resolve_dtype(self.dtype, self.device)).removeprefix("torch.")
+        return self.model_copy(update={"run": run, "out": out, "dtype": dtype,
                                        "format": self.format or default_format(self.model)})
 
 
@@ -145,20 +150,22 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def check_run_config(out: Path, params: EvalParams) -> None:
-    """Refuse to mix predictions of different settings in one folder."""
+def check_run_config(out: Path, params: EvalParams) -> dict[str, Any]:
+    """Refuse to mix predictions of different settings in one folder; returns run.json's
+    content with this invocation's parameters (a rerun may change the others, such as
+    `limit` or `latency_requests`)."""
     wanted = {k: getattr(params, k) for k in GENERATION_KEYS}
     path = out / "run.json"
-    if path.exists():
-        had = json.loads(path.read_text())["generation"]
-        diff = {k: (had.get(k), v) for k, v in wanted.items() if had.get(k) != v}
-        if diff:
-            lines = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
-            raise ValueError(f"{out} holds predictions made with other settings ({lines}). "
-                             "Use another --out (or --run), or delete that folder to start over.")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(path, {"generation": wanted, "params": params.model_dump()})
+    run = json.loads(path.read_text()) if path.exists() else {"generation": wanted, "invocations": []}
+    diff = {k: (run["generation"].get(k), v) for k, v in wanted.items() if run["generation"].get(k) != v}
+    if diff:
+        lines = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+        raise ValueError(f"{out} holds predictions made with other settings ({lines}). "
+                         "Use another --out (or --run), or delete that folder to start over.")
+    out.mkdir(parents=True, exist_ok=True)
+    run["params"] = params.model_dump()
+    write_json(path, run)
+    return run
 
 
 # -- phases ---------------------------------------------------------------------------
@@ -197,17 +204,19 @@ def throughput(predictions: list[dict[str, Any]]) -> dict[str, Any]:
             "truncated": sum(r["finish_reason"] == "length" for r in predictions)}
 
 
-def score(out: str | Path, samples: list[Sample] | None = None, timings: dict[str, float] | None = None,
-          started: float | None = None) -> dict[str, Any]:
+def score(out: str | Path, samples: list[Sample] | None = None,
+          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Parse and check every prediction in `out` into verdicts, metrics and results.json.
 
-    `timings` (this invocation's phases) and `started` (its perf_counter start) are
-    recorded when given; a rescore keeps the timings of the run that generated.
+    `overrides` may change the scoring parameters (SCORING_KEYS) of a finished run.
+    Timings are those of every invocation that generated into `out`, added up.
     """
-    t = time.perf_counter()
     out = Path(out)
     run = json.loads((out / "run.json").read_text())
-    params = EvalParams.model_validate(run["params"])
+    bad = sorted(set(overrides or {}) - set(SCORING_KEYS))
+    if bad:
+        raise ValueError(f"{bad} change generation; rescoring may only change {list(SCORING_KEYS)}")
+    params = EvalParams.model_validate(run["params"] | (overrides or {}))
     samples = samples if samples is not None else load_data(params.data, params.limit)
     fmt = get_format(params.format)
     predictions = {r["id"]: r for r in read_jsonl(out / "predictions.jsonl")}
@@ -226,20 +235,17 @@ def score(out: str | Path, samples: list[Sample] | None = None, timings: dict[st
     latency = read_jsonl(out / "latency.jsonl")
     metrics = compute_metrics(verdicts)
     metrics["kinetic"]["latency"] = latency_summary([r["seconds"] for r in latency])
-    preds = [predictions[s.id] for s in samples]
-    if timings is not None:
-        run["timings"] = {**timings, "score_s": time.perf_counter() - t}
-        if started is not None:
-            run["timings"]["total_s"] = time.perf_counter() - started
-        write_json(out / "run.json", run)
+    invocations = run.get("invocations", [])
+    keys = dict.fromkeys(k for i in invocations for k in i)  # first-seen order
+    timings = {k: sum(i.get(k, 0.0) for i in invocations) for k in keys}
     results = {
         "experiment": params.experiment, "run": params.run, "model": params.model,
         "adapter": params.adapter, "format": params.format, "data": params.data, "n_samples": len(samples),
-        "seed": params.seed, "params": run["params"], "generation": run.get("backend"),
-        "metrics": metrics, "throughput": throughput(preds),
+        "seed": params.seed, "params": params.model_dump(), "generation": run.get("backend"),
+        "metrics": metrics, "throughput": throughput([predictions[s.id] for s in samples]),
         "latency_mode": {"batch_size": 1, "requests": len(latency),
                          "same_text_as_batched": sum(r["same_text_as_batched"] for r in latency)},
-        "timings": run.get("timings", {}), "provenance": provenance(),
+        "timings": timings, "invocations": len(invocations), "provenance": provenance(),
     }
     write_json(out / "results.json", results)
     (out / "summary.md").write_text(summary_table(results), encoding="utf-8")
@@ -282,7 +288,9 @@ def summary_table(results: dict[str, Any]) -> str:
     ]
     t, tp = results.get("timings", {}), results["throughput"]
     if t:
-        lines += ["", "Times: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()),
+        n = results.get("invocations", 1)
+        lines += ["", "Times" + (f" (summed over {n} invocations)" if n > 1 else "") + ": "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()),
                   f"Batched throughput: {tp['new_tokens_per_s'] or 0:.1f} new tokens/s, "
                   f"{tp['samples_per_s'] or 0:.2f} samples/s; {tp['truncated']} outputs hit max_new_tokens."]
     return "\n".join(lines) + "\n"
@@ -296,7 +304,7 @@ def evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None = N
     t0 = time.perf_counter()
     params = params.resolved()
     out = Path(params.out)
-    check_run_config(out, params)
+    run = check_run_config(out, params)
     samples = load_data(params.data, params.limit)
     fmt = get_format(params.format)
     pred_path, lat_path = out / "predictions.jsonl", out / "latency.jsonl"
@@ -310,9 +318,11 @@ def evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None = N
             params.model, adapter=params.adapter, merge=params.merge_adapter, dtype=params.dtype,
             device=params.device, seed=params.seed)
         timings["model_load_s"] = time.perf_counter() - t
-        settings = GenerationSettings(params.max_new_tokens, params.temperature, params.top_p, params.seed)
+        settings = GenerationSettings(params.max_new_tokens, params.temperature, params.top_p, params.top_k,
+                                      params.repetition_penalty, params.seed)
         backend = BACKENDS[params.backend](model, tokenizer, settings,
-                                           stop_texts=(fmt.end_of_turn(tokenizer),))
+                                           stop_texts=(fmt.end_of_turn(tokenizer), *fmt.stop_texts))
+        run["backend"] = backend.describe()
         prompts = {s.id: fmt.render_prompt(s.tools, s.messages, tokenizer) for s in samples}
         t = time.perf_counter()
         generate_predictions(backend, prompts, pred_path, params.batch_size)
@@ -321,10 +331,10 @@ def evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None = N
         batched = {r["id"]: r for r in read_jsonl(pred_path)}
         measure_latency(backend, prompts, latency_ids, lat_path, batched)
         timings["latency_s"] = time.perf_counter() - t
-        run = json.loads((out / "run.json").read_text())
-        run["backend"] = backend.describe()
-        write_json(out / "run.json", run)
-    results = score(out, samples, timings, started=t0)
+    timings["total_s"] = time.perf_counter() - t0
+    run["invocations"] = [*run.get("invocations", []), timings]
+    write_json(out / "run.json", run)
+    results = score(out, samples)
     tracker = start_run(params.model_dump(), mode=params.wandb, project=params.wandb_project,
                         group=params.wandb_group or params.experiment, name=params.run, job_type="evaluate")
     tracker.summary.update(flatten(results["metrics"]) | flatten({"throughput": results["throughput"],
@@ -342,12 +352,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             parser.add_argument(f"--{name}", type=int if name == "limit" else str, help=field.description)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help=f"override any parameter: {', '.join(EvalParams.model_fields)}")
-    parser.add_argument("--score-only", action="store_true", help="rescore the predictions in --out")
+    parser.add_argument("--score-only", action="store_true",
+                        help=f"rescore the predictions in --out (--set may change {', '.join(SCORING_KEYS)})")
     args = parser.parse_args(argv)
     if args.score_only:
         if not args.out:
             parser.error("--score-only needs --out, the folder of a finished generation")
-        results = score(args.out)
+        results = score(args.out, overrides=parse_overrides(args.set))
     else:
         flags = {k: v for k, v in vars(args).items()
                  if k in EvalParams.model_fields and v is not None}

@@ -6,9 +6,10 @@ metrics. Definitions, with the reference each follows:
 
 kinetic (Kinetic-4B blog post)
   accuracy            correct tool and arguments (the whole sample right)
-  tool_name_accuracy  the multiset of called names equals the expected one
+  tool_name_accuracy  the output parsed and its multiset of called names equals
+                      the expected one
   failure_rate        among samples that expect a call: no valid call came out
-                      (no call, or text that could not be parsed)
+                      (no call, or text that could not be parsed in the format)
   latency_*           mean/p50/p95 of per-request latency, from `latency_summary`
 slm (SLM paper, section III-F)
   exact_match         function names and all arguments right
@@ -25,7 +26,8 @@ smol_tools (smol-tools-4b model card)
                       per-sample precision/recall/F1 over the multisets of called names,
                       averaged over samples (a sample expecting and making no call
                       scores 1)
-  json_validity       outputs that parse in the format
+  json_validity       among outputs that attempt a call, those that parse in the
+                      format (a plain-text answer is neither valid nor invalid)
   argument_correctness
                       calls to the right function whose arguments are all right
   no_tool_accuracy    samples that expect no call and got none
@@ -102,7 +104,7 @@ def tool_name_accuracy(vs: list[Verdict]) -> float | None:
 @metric("kinetic", higher_is_better=False)
 def failure_rate(vs: list[Verdict]) -> float | None:
     expecting = [v for v in vs if v.expected_names]
-    return _ratio(sum(not v.output_names for v in expecting), len(expecting))
+    return _ratio(sum(not v.output_names or v.parse_error is not None for v in expecting), len(expecting))
 
 
 # -- SLM paper ------------------------------------------------------------------------
@@ -128,10 +130,12 @@ def argument_f1(vs: list[Verdict]) -> float | None:
 
 @metric("slm")
 def tool_select_f1(vs: list[Verdict]) -> float | None:
-    tp, pred, exp = np.sum([name_counts(v) for v in vs], axis=0) if vs else (0, 0, 0)
+    if not vs:
+        return None
+    tp, pred, exp = np.sum([name_counts(v) for v in vs], axis=0)
     if not pred and not exp:  # nothing expected and nothing called: perfect selection
         return 1.0
-    return _f1(tp / pred if pred else 0.0, tp / exp if exp else 0.0)
+    return float(_f1(tp / pred if pred else 0.0, tp / exp if exp else 0.0))
 
 
 @metric("slm")
@@ -157,7 +161,8 @@ def tool_selection_f1(vs: list[Verdict]) -> float | None:
 
 @metric("smol_tools")
 def json_validity(vs: list[Verdict]) -> float | None:
-    return _ratio(sum(v.parse_error is None for v in vs), len(vs))
+    attempts = [v for v in vs if v.output_names or v.parse_error]
+    return _ratio(sum(v.parse_error is None for v in attempts), len(attempts))
 
 
 @metric("smol_tools")
@@ -174,12 +179,12 @@ def no_tool_accuracy(vs: list[Verdict]) -> float | None:
 
 
 # -- aggregates ------------------------------------------------------------------------------
-def proportion_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
+def proportion_ci(successes: int, n: int, level: float = 0.95) -> list[float] | None:
     """Wilson score interval (scipy) for a proportion such as accuracy."""
     if n == 0:
         return None
     ci = binomtest(successes, n).proportion_ci(confidence_level=level, method="wilson")
-    return float(ci.low), float(ci.high)
+    return [float(ci.low), float(ci.high)]  # a list, as it reads back from JSON
 
 
 def latency_summary(latencies: list[float]) -> dict[str, float | int | None]:
@@ -211,6 +216,7 @@ def compute_metrics(vs: list[Verdict]) -> dict[str, Any]:
     out["kinetic"]["accuracy_ci95"] = proportion_ci(sum(v.correct for v in vs), len(vs))
     out["smol_tools"]["per_scenario"] = per_scenario(vs)
     out["error_kinds"] = error_kinds(vs)
+    out["higher_is_better"] = {key: m.higher_is_better for key, m in METRICS.items()}
     return out
 
 

@@ -157,6 +157,8 @@ def converted_dir(name: str) -> Path:
          "seconds": round(time.perf_counter() - start, 1)}))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+    if model.gguf_file is None:  # an assembled copy is no longer needed once converted
+        source.unlink(missing_ok=True)
     return target
 
 
@@ -167,9 +169,11 @@ def _from_pretrained(cls: Any, name: str, **kwargs: Any) -> Any:
     try:
         return cls.from_pretrained(source, local_files_only=not local.exists() and not downloads_allowed(),
                                    **kwargs)
-    except OSError as err:
-        if local.exists():
+    except (OSError, ValueError) as err:
+        if local.exists():  # an empty or foreign folder fails with either
             raise ModelNotAvailable(f"{local} is not a transformers model folder ({err})") from None
+        if isinstance(err, ValueError):
+            raise
         raise ModelNotAvailable(
             f"model {name!r} ({source}) is not on this machine and downloads are off. Either "
             f"download it where the Hugging Face hub is reachable (`huggingface-cli download {source}`) "
@@ -178,12 +182,18 @@ def _from_pretrained(cls: Any, name: str, **kwargs: Any) -> Any:
             f"{', '.join([*EMBEDDED, *TINY])}.") from None
 
 
+def _check_tiny(name: str) -> None:
+    if name.startswith("tiny-random-") and name not in TINY:
+        raise ValueError(f"unknown tiny model {name!r}; choose one of {sorted(TINY)}")
+
+
 def _source(name: str) -> str:
     return str(converted_dir(name)) if name in EMBEDDED else name
 
 
 def load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
+    _check_tiny(name)
     if name in TINY:
         name = TINY[name].tokenizer_from
     tokenizer = _from_pretrained(AutoTokenizer, _source(name))
@@ -237,10 +247,10 @@ def load_model(name: str, adapter: str | None = None, merge: bool = False, dtype
     tokenizer = load_tokenizer(name)
     if name in TINY:
         model = build_tiny_random(name, tokenizer, seed).to(torch_dtype)
-    elif name.startswith("tiny-random-"):
-        raise ValueError(f"unknown tiny model {name!r}; choose one of {sorted(TINY)}")
     else:
         model = _from_pretrained(AutoModelForCausalLM, _source(name), dtype=torch_dtype)
+    if merge and adapter is None:
+        raise ValueError("merge_adapter is set but no adapter is given; pass --adapter DIR or drop the merge")
     if adapter is not None:
         from peft import PeftModel
         if not (Path(adapter) / "adapter_config.json").exists():
@@ -248,6 +258,4 @@ def load_model(name: str, adapter: str | None = None, merge: bool = False, dtype
         model = PeftModel.from_pretrained(model, adapter)
         if merge:
             model = model.merge_and_unload()
-    if model.generation_config is not None and model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.to(device).eval(), tokenizer

@@ -37,8 +37,16 @@ def start_run(config: dict[str, Any], mode: str = "auto", project: str = "toolca
     if mode == "disabled":
         return NoRun()
     import wandb
-    return wandb.init(project=project, group=group, name=name, job_type=job_type, config=config,
-                      mode=mode, reinit="finish_previous")
+
+    from common.provenance import ROOT
+    # Runs go under the project root wherever the caller runs (a notebook, a test), and
+    # wandb's own console banner is replaced by one line saying where the run is.
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run = wandb.init(project=project, group=group, name=name, job_type=job_type, config=config,
+                     mode=mode, reinit="finish_previous", dir=os.environ.get("WANDB_DIR", ROOT))
+    where = f"upload with `wandb sync {run.settings.sync_dir}`" if mode == "offline" else run.url
+    print(f"[wandb] {mode} run {run.name}: {where}", flush=True)
+    return run
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

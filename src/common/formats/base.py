@@ -36,6 +36,15 @@ class ParseError:
         return {"kind": self.kind, "message": self.message, "snippet": self.snippet}
 
 
+class MalformedCall(Exception):
+    """Raised inside a parser where the text stops following the format; `parse` turns
+    it into a ParseError so that callers never see an exception."""
+
+    def __init__(self, kind: str, message: str, pos: int = 0):
+        super().__init__(message)
+        self.kind, self.message, self.pos = kind, message, pos
+
+
 @dataclass
 class ParsedOutput:
     """What a model said: its calls (possibly none), remaining text, reasoning, parse error."""
@@ -91,6 +100,9 @@ class ToolCallFormat(ABC):
     #: text that appears in a chat template's rendering of tools only when the template
     #: itself asks for this format (so `tools=` can be trusted)
     native_marker: str
+    #: text that never belongs in an answer: a model that writes it has started to invent
+    #: the tool's response, so generation stops there
+    stop_texts: tuple[str, ...] = ()
 
     # -- syntax, per format -------------------------------------------------------
     @abstractmethod

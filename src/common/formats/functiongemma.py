@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from common.formats.base import (
+    MalformedCall,
     ParsedOutput,
     ParseError,
     ToolCallFormat,
@@ -38,6 +39,7 @@ BARE_END = set(",:{}[]<")
 class FunctionGemmaFormat(ToolCallFormat):
     name = "functiongemma"
     native_marker = DECLARATION
+    stop_texts = ("<start_function_response>",)
 
     def render_calls(self, calls: list[ToolCall]) -> str:
         return "".join(f"{START}call:{c.name}{render_value(c.arguments)}{END}" for c in calls)
@@ -75,7 +77,7 @@ class FunctionGemmaFormat(ToolCallFormat):
             content.append(rest[pos:start])
             try:
                 call, end = _read_call(rest, start + len(START))
-            except _Malformed as err:
+            except MalformedCall as err:
                 out.error = ParseError(err.kind, err.message,
                                        rest[max(start, err.pos - 80):err.pos + 40])
                 pos = len(rest)
@@ -122,31 +124,25 @@ def _upper_types(schema: Any) -> Any:
     return schema
 
 
-class _Malformed(Exception):
-    def __init__(self, kind: str, message: str, pos: int):
-        super().__init__(message)
-        self.kind, self.message, self.pos = kind, message, pos
-
-
 def _read_call(text: str, pos: int) -> tuple[ToolCall, int]:
     """One call from just after `<start_function_call>`; returns it and where it ends."""
     if not text.startswith("call:", pos):
-        raise _Malformed("syntax_error", f"expected call:NAME{{…}} after {START}", pos)
+        raise MalformedCall("syntax_error", f"expected call:NAME{{…}} after {START}", pos)
     name = NAME.match(text, pos + len("call:"))
     if name is None:
-        raise _Malformed("missing_field", "a call needs a function name", pos)
+        raise MalformedCall("missing_field", "a call needs a function name", pos)
     pos = name.end()
     if pos == len(text):
-        raise _Malformed("unclosed_tag", f"the call to {name.group()} stops before its arguments", pos)
+        raise MalformedCall("unclosed_tag", f"the call to {name.group()} stops before its arguments", pos)
     if text[pos] != "{":
-        raise _Malformed("syntax_error", f"expected {{ after call:{name.group()}", pos)
+        raise MalformedCall("syntax_error", f"expected {{ after call:{name.group()}", pos)
     reader = _Reader(text, pos)
     arguments = reader.value()
     pos = reader.skip()
     if text.startswith(END, pos):
         pos += len(END)
     elif pos < len(text):  # a missing close at the very end is accepted, as in hermes
-        raise _Malformed("unclosed_tag", f"text after the arguments before {END}", pos)
+        raise MalformedCall("unclosed_tag", f"text after the arguments before {END}", pos)
     return ToolCall(name=name.group(), arguments=arguments), pos
 
 
@@ -161,10 +157,10 @@ class _Reader:
             self.pos += 1
         return self.pos
 
-    def fail(self, expected: str) -> _Malformed:
+    def fail(self, expected: str) -> MalformedCall:
         if self.pos >= len(self.text):
-            return _Malformed("unclosed_tag", f"the call ends where {expected} was expected", self.pos)
-        return _Malformed("syntax_error", f"expected {expected}, found {self.text[self.pos]!r}", self.pos)
+            return MalformedCall("unclosed_tag", f"the call ends where {expected} was expected", self.pos)
+        return MalformedCall("syntax_error", f"expected {expected}, found {self.text[self.pos]!r}", self.pos)
 
     def value(self) -> Any:
         self.skip()
@@ -198,7 +194,7 @@ class _Reader:
         if not key:
             raise self.fail("a key")
         if key in out:
-            raise _Malformed("syntax_error", f"key {key!r} given twice", self.pos)
+            raise MalformedCall("syntax_error", f"key {key!r} given twice", self.pos)
         self.skip()
         if not self.text.startswith(":", self.pos):
             raise self.fail("':'")

@@ -19,6 +19,7 @@ OPEN, CLOSE = "<tool_call>", "</tool_call>"
 class HermesFormat(ToolCallFormat):
     name = "hermes"
     native_marker = OPEN
+    stop_texts = ("<tool_response>",)
 
     def render_calls(self, calls: list[ToolCall]) -> str:
         return "\n".join(

@@ -19,6 +19,7 @@ import tokenize
 from typing import Any
 
 from common.formats.base import (
+    MalformedCall,
     ParsedOutput,
     ParseError,
     ToolCallFormat,
@@ -68,7 +69,7 @@ class PythonicFormat(ToolCallFormat):
             try:
                 end = _expression_end(rest, pos)
                 out.calls.extend(_to_calls(rest[pos:end]))
-            except _Malformed as err:
+            except MalformedCall as err:
                 out.error = ParseError(err.kind, err.message, rest[pos:pos + 120])
                 pos = len(rest)
                 break
@@ -87,12 +88,6 @@ def _render_call(call: ToolCall) -> str:
     other = {k: v for k, v in call.arguments.items() if k not in named}
     parts = [f"{k}={v!r}" for k, v in named.items()] + ([f"**{other!r}"] if other else [])
     return f"{call.name}({', '.join(parts)})"
-
-
-class _Malformed(Exception):
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind, self.message = kind, message
 
 
 def _unwrap(text: str) -> str:
@@ -130,34 +125,34 @@ def _expression_end(text: str, pos: int) -> int:
                 if depth == 0:
                     return starts[tok.end[0] - 1] + tok.end[1]
     except (tokenize.TokenError, SyntaxError) as err:
-        raise _Malformed("syntax_error", f"the call does not close: {err}") from None
-    raise _Malformed("syntax_error", "the call does not close")
+        raise MalformedCall("syntax_error", f"the call does not close: {err}") from None
+    raise MalformedCall("syntax_error", "the call does not close")
 
 
 def _to_calls(source: str) -> list[ToolCall]:
     try:
         node = ast.parse(source, mode="eval").body
     except SyntaxError as err:
-        raise _Malformed("syntax_error", f"not a Python call: {err.msg}") from None
+        raise MalformedCall("syntax_error", f"not a Python call: {err.msg}") from None
     entries = node.elts if isinstance(node, ast.List) else [node]
     if not all(isinstance(e, ast.Call) for e in entries):
-        raise _Malformed("syntax_error", "expected a call or a list of calls")
+        raise MalformedCall("syntax_error", "expected a call or a list of calls")
     return [_to_call(e) for e in entries]
 
 
 def _to_call(node: ast.Call) -> ToolCall:
     name = _dotted_name(node.func)
     if node.args:
-        raise _Malformed("unsupported", f"{name} is given positional arguments; "
+        raise MalformedCall("unsupported", f"{name} is given positional arguments; "
                          "only keyword arguments say which parameter a value is for")
     arguments: dict[str, Any] = {}
     for kw in node.keywords:
         value = _literal(kw.value, name)
         if kw.arg is None and not isinstance(value, dict):
-            raise _Malformed("unsupported", f"{name} is given ** of a {type(value).__name__}, not a dict")
+            raise MalformedCall("unsupported", f"{name} is given ** of a {type(value).__name__}, not a dict")
         for key, item in (value.items() if kw.arg is None else [(kw.arg, value)]):
             if key in arguments:
-                raise _Malformed("syntax_error", f"{name} is given {key!r} twice")
+                raise MalformedCall("syntax_error", f"{name} is given {key!r} twice")
             arguments[key] = item
     return ToolCall(name=name, arguments=arguments)
 
@@ -167,7 +162,7 @@ def _dotted_name(node: ast.expr) -> str:
         return node.id
     if isinstance(node, ast.Attribute):
         return f"{_dotted_name(node.value)}.{node.attr}"
-    raise _Malformed("syntax_error", "a call's function is not a name")
+    raise MalformedCall("syntax_error", "a call's function is not a name")
 
 
 class _JsonWords(ast.NodeTransformer):
@@ -181,7 +176,7 @@ def _literal(node: ast.expr, name: str) -> Any:
     try:
         return _jsonable(ast.literal_eval(_JsonWords().visit(node)), name)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise _Malformed("syntax_error", f"an argument of {name} is not a literal: "
+        raise MalformedCall("syntax_error", f"an argument of {name} is not a literal: "
                          f"{ast.unparse(node)[:60]}") from None
 
 
@@ -191,8 +186,8 @@ def _jsonable(value: Any, name: str) -> Any:
         return [_jsonable(v, name) for v in value]
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
-            raise _Malformed("unsupported", f"an argument of {name} has a dict key that is not a string")
+            raise MalformedCall("unsupported", f"an argument of {name} has a dict key that is not a string")
         return {k: _jsonable(v, name) for k, v in value.items()}
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
-    raise _Malformed("unsupported", f"an argument of {name} is a {type(value).__name__}, not JSON data")
+    raise MalformedCall("unsupported", f"an argument of {name} is a {type(value).__name__}, not JSON data")

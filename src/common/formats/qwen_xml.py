@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 from common.formats.base import (
+    MalformedCall,
     ParsedOutput,
     ParseError,
     ToolCallFormat,
@@ -42,6 +43,7 @@ CALL_START = re.compile(f"{re.escape(OPEN)}|{re.escape(FUNCTION)}")
 class QwenXmlFormat(ToolCallFormat):
     name = "qwen_xml"
     native_marker = FUNCTION
+    stop_texts = ("<tool_response>",)
 
     def render_calls(self, calls: list[ToolCall]) -> str:
         return "\n".join(f"{OPEN}\n{_render_function(c)}\n{CLOSE}" for c in calls)
@@ -82,8 +84,8 @@ class QwenXmlFormat(ToolCallFormat):
                     if rest.startswith(CLOSE, end):
                         end += len(CLOSE)
                     elif end < len(rest):  # a missing close at the very end is accepted, as in hermes
-                        raise _Malformed("unclosed_tag", f"text after {FUNCTION_END} before {CLOSE}", end)
-            except _Malformed as err:
+                        raise MalformedCall("unclosed_tag", f"text after {FUNCTION_END} before {CLOSE}", end)
+            except MalformedCall as err:
                 out.error = ParseError(err.kind, err.message,
                                        rest[max(match.start(), err.pos - 80):err.pos + 40])
                 pos = len(rest)
@@ -105,12 +107,6 @@ def _render_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-class _Malformed(Exception):
-    def __init__(self, kind: str, message: str, pos: int):
-        super().__init__(message)
-        self.kind, self.message, self.pos = kind, message, pos
-
-
 def _skip_space(text: str, pos: int) -> int:
     while pos < len(text) and text[pos].isspace():
         pos += 1
@@ -126,8 +122,8 @@ def _read_functions(text: str, pos: int, schemas: dict[str, dict[str, Any]]
         calls.append(call)
     if not calls:
         if pos == len(text):
-            raise _Malformed("unclosed_tag", f"{OPEN} with nothing after it", pos)
-        raise _Malformed("syntax_error", f"expected {FUNCTION}NAME> after {OPEN}", pos)
+            raise MalformedCall("unclosed_tag", f"{OPEN} with nothing after it", pos)
+        raise MalformedCall("syntax_error", f"expected {FUNCTION}NAME> after {OPEN}", pos)
     return calls, pos
 
 
@@ -140,16 +136,16 @@ def _read_function(text: str, pos: int, schemas: dict[str, dict[str, Any]]) -> t
         if text.startswith(FUNCTION_END, pos):
             return ToolCall(name=name, arguments=arguments), pos + len(FUNCTION_END)
         if pos == len(text):
-            raise _Malformed("unclosed_tag", f"{FUNCTION}{name}> is never closed", pos)
+            raise MalformedCall("unclosed_tag", f"{FUNCTION}{name}> is never closed", pos)
         if not text.startswith(PARAMETER, pos):
-            raise _Malformed("syntax_error", f"expected {PARAMETER}KEY> or {FUNCTION_END} "
+            raise MalformedCall("syntax_error", f"expected {PARAMETER}KEY> or {FUNCTION_END} "
                              f"inside {FUNCTION}{name}>", pos)
         key, pos = _read_tag_name(text, pos + len(PARAMETER), "parameter")
         end = text.find(PARAMETER_END, pos)
         if end == -1:
-            raise _Malformed("unclosed_tag", f"{PARAMETER}{key}> is never closed", pos)
+            raise MalformedCall("unclosed_tag", f"{PARAMETER}{key}> is never closed", pos)
         if key in arguments:
-            raise _Malformed("syntax_error", f"parameter {key!r} given twice", pos)
+            raise MalformedCall("syntax_error", f"parameter {key!r} given twice", pos)
         raw = text[pos:end]
         # Exactly one newline each side belongs to the layout; more belongs to the value.
         raw = raw.removeprefix("\n")
@@ -163,10 +159,10 @@ def _read_tag_name(text: str, pos: int, tag: str) -> tuple[str, int]:
     end = text.find(">", pos)
     newline = text.find("\n", pos)
     if end == -1 or (newline != -1 and newline < end):
-        raise _Malformed("unclosed_tag", f"<{tag}= is not closed by '>' on its line", pos)
+        raise MalformedCall("unclosed_tag", f"<{tag}= is not closed by '>' on its line", pos)
     name = text[pos:end].strip()
     if not name:
-        raise _Malformed("missing_field", f"<{tag}=…> has an empty name", pos)
+        raise MalformedCall("missing_field", f"<{tag}=…> has an empty name", pos)
     return name, end + 1
 
 

