@@ -100,6 +100,17 @@ def test_an_interrupted_run_resumes_without_redoing_samples(tmp_path, tok, gold)
     assert again["timings"]["total_s"] > results["timings"]["total_s"]
 
 
+def test_a_second_evaluation_into_the_same_folder_is_refused(tmp_path, tok, gold):
+    import fcntl
+    gold("hermes", ev.load_data("suite:everyday_tools", limit=1))
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / ".lock", "w") as held:  # as a running evaluation holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RuntimeError, match="another evaluation is writing"):
+            ev.evaluate(params(tmp_path, backend="gold", limit=1), model_and_tokenizer=(None, tok))
+    assert ev.evaluate(params(tmp_path, backend="gold", limit=1), model_and_tokenizer=(None, tok))["n_samples"] == 1
+
+
 def test_rescoring_may_change_scoring_parameters_only(tmp_path, tok, gold):
     samples = ev.load_data("suite:everyday_tools", limit=4)
     gold("hermes", samples)

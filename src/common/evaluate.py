@@ -20,6 +20,8 @@ Phases, with files in between (generation never scores, scoring never generates)
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import time
@@ -148,6 +150,20 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+@contextlib.contextmanager
+def exclusive(out: Path):
+    """Hold the output folder for one evaluation: two runs appending to the same
+    predictions would duplicate work and records."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another evaluation is writing to {out}; wait for it to finish or stop it, "
+                               "then run this again (finished samples are kept)") from None
+        yield
 
 
 def check_run_config(out: Path, params: EvalParams) -> dict[str, Any]:
@@ -301,8 +317,13 @@ def evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None = N
 
     `model_and_tokenizer` lets a notebook or test pass an already loaded model.
     """
-    t0 = time.perf_counter()
     params = params.resolved()
+    with exclusive(Path(params.out)):
+        return _evaluate(params, model_and_tokenizer)
+
+
+def _evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None) -> dict[str, Any]:
+    t0 = time.perf_counter()
     out = Path(params.out)
     run = check_run_config(out, params)
     samples = load_data(params.data, params.limit)
