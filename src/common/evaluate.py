@@ -206,7 +206,7 @@ def measure_latency(backend: Backend, prompts: dict[str, str], ids: list[str], p
     for i in tqdm(todo, desc="latency (1 request at a time)", unit="request"):
         g = backend.generate([prompts[i]])[0]
         append_jsonl(path, [{"id": i, "seconds": g.seconds, "new_tokens": g.new_tokens,
-                             "prompt_tokens": g.prompt_tokens,
+                             "prompt_tokens": g.prompt_tokens, "text": g.text,
                              "same_text_as_batched": g.text == batched[i]["text"]}])
 
 
