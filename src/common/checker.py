@@ -93,7 +93,7 @@ class Verdict:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Verdict":
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
         d = dict(d)
         d["matches"] = [CallMatch(expected=m["expected"], output=m["output"], name_ok=m["name_ok"],
                                   issues=[ArgumentIssue(**i) for i in m["issues"]])

@@ -28,12 +28,13 @@ import time
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
-from common.backends import BACKENDS, Backend, GenerationSettings, TransformersBackend
+from common.backends import BACKENDS, Backend, GenerationSettings
 from common.checker import check_sample
 from common.formats import FORMATS, get_format
 from common.metrics import compute_metrics, latency_summary
@@ -92,7 +93,7 @@ class EvalParams(BaseModel):
             raise ValueError(f"unknown backend {v!r}; choose one of {sorted(BACKENDS)}")
         return v
 
-    def resolved(self) -> "EvalParams":
+    def resolved(self) -> EvalParams:
         """Defaults that depend on other parameters, filled in."""
         run = self.run or Path(self.model).name + (f"+{Path(self.adapter).name}" if self.adapter else "")
         out = self.out or str(ROOT / "reports" / self.experiment / run)
@@ -277,7 +278,7 @@ def summary_table(results: dict[str, Any]) -> str:
     m = results["metrics"]
     k, slm, st, lat = m["kinetic"], m["slm"], m["smol_tools"], m["kinetic"]["latency"]
     ci = k.get("accuracy_ci95")
-    sec = lambda x: "n/a" if x is None else f"{x:.2f} s"  # noqa: E731
+    sec = lambda x: "n/a" if x is None else f"{x:.2f} s"
     lines = [
         f"## {results['model']}{' + ' + results['adapter'] if results['adapter'] else ''} "
         f"on {results['data']} ({results['n_samples']} samples, format {results['format']})", "",

@@ -59,7 +59,7 @@ class ExpectedCall(BaseModel):
         return value
 
     @classmethod
-    def exact(cls, name: str, arguments: dict[str, Any]) -> "ExpectedCall":
+    def exact(cls, name: str, arguments: dict[str, Any]) -> ExpectedCall:
         """The expected call whose only acceptable values are the given ones."""
         return cls(name=name, arguments={k: [v] for k, v in arguments.items()})
 

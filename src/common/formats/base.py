@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,9 +64,33 @@ class ParsedOutput:
                 "reasoning": self.reasoning, "error": self.error.to_dict() if self.error else None}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ParsedOutput":
+    def from_dict(cls, d: dict[str, Any]) -> ParsedOutput:
         error = ParseError(**d["error"]) if d.get("error") else None
         return cls([ToolCall(**c) for c in d["calls"]], d["content"], d.get("reasoning"), error)
+
+
+def collect_calls(text: str, out: ParsedOutput,
+                  find: Callable[[str, int], tuple[int, int] | None],
+                  read: Callable[[str, int, int], tuple[list[ToolCall], int]]) -> None:
+    """Walk `text` call by call, filling `out.calls`, `out.content` and `out.error`.
+
+    `find(text, pos)` gives (start, body) of the next call at or after `pos`, or None;
+    `read(text, start, body)` returns the calls there and where they end, or raises
+    MalformedCall. Text between calls is content; the first malformed call ends the walk.
+    """
+    content, pos = [], 0
+    while (found := find(text, pos)) is not None:
+        start, body = found
+        content.append(text[pos:start])
+        try:
+            calls, pos = read(text, start, body)
+        except MalformedCall as err:
+            out.error = ParseError(err.kind, err.message, text[max(start, err.pos - 80):max(err.pos, start) + 40])
+            pos = len(text)
+            break
+        out.calls.extend(calls)
+    content.append(text[pos:])
+    out.content = "".join(content).strip()
 
 
 def split_reasoning(text: str) -> tuple[str | None, str, ParseError | None]:

@@ -17,8 +17,8 @@ from typing import Any
 
 from common.formats.base import (
     MalformedCall,
+    collect_calls,
     ParsedOutput,
-    ParseError,
     ToolCallFormat,
     split_reasoning,
 )
@@ -72,20 +72,15 @@ class FunctionGemmaFormat(ToolCallFormat):
         # The model hands over to the tool by opening the response block; that stop
         # sequence may be left in the decoded text.
         rest = rest.removesuffix(RESPONSE).rstrip()
-        content, pos = [], 0
-        while (start := rest.find(START, pos)) != -1:
-            content.append(rest[pos:start])
-            try:
-                call, end = _read_call(rest, start + len(START))
-            except MalformedCall as err:
-                out.error = ParseError(err.kind, err.message,
-                                       rest[max(start, err.pos - 80):err.pos + 40])
-                pos = len(rest)
-                break
-            out.calls.append(call)
-            pos = end
-        content.append(rest[pos:])
-        out.content = "".join(content).strip()
+
+        def find(t: str, pos: int) -> tuple[int, int] | None:
+            start = t.find(START, pos)
+            return None if start == -1 else (start, start + len(START))
+
+        def read(t: str, start: int, body: int) -> tuple[list[ToolCall], int]:
+            call, end = _read_call(t, body)
+            return [call], end
+        collect_calls(rest, out, find, read)
         return out
 
 

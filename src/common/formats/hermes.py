@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from common.formats.base import ParsedOutput, ParseError, ToolCallFormat, split_reasoning, tools_as_json
+from common.formats.base import (
+    MalformedCall,
+    ParsedOutput,
+    ToolCallFormat,
+    collect_calls,
+    split_reasoning,
+    tools_as_json,
+)
 from common.samples import ToolCall, decode_arguments
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -40,47 +47,37 @@ class HermesFormat(ToolCallFormat):
     def parse(self, text: str, tools: list[dict[str, Any]] | None = None) -> ParsedOutput:
         reasoning, rest, error = split_reasoning(text)
         out = ParsedOutput(reasoning=reasoning, error=error)
-        decoder = json.JSONDecoder()
-        content, pos = [], 0
-        while (start := rest.find(OPEN, pos)) != -1:
-            content.append(rest[pos:start])
-            body = start + len(OPEN)
-            while body < len(rest) and rest[body].isspace():
-                body += 1
-            try:
-                obj, end = decoder.raw_decode(rest, body)
-            except json.JSONDecodeError as err:
-                out.error = ParseError("invalid_json", f"tool call is not valid JSON: {err.msg}",
-                                       rest[start:start + 120])
-                pos = len(rest)
-                break
-            tail = rest[end:].lstrip()
-            if tail.startswith(CLOSE):
-                pos = len(rest) - len(tail) + len(CLOSE)
-            elif not tail:  # the model stopped before closing the last tag: accepted, as vLLM does
-                pos = len(rest)
-            else:
-                out.error = ParseError("unclosed_tag", f"text after the JSON before {CLOSE}",
-                                       rest[start:start + 120])
-                pos = len(rest)
-                break
-            call = _to_call(obj)
-            if isinstance(call, ParseError):
-                out.error = call
-                break
-            out.calls.append(call)
-        content.append(rest[pos:])
-        out.content = "".join(content).strip()
+
+        def find(t: str, pos: int) -> tuple[int, int] | None:
+            start = t.find(OPEN, pos)
+            return None if start == -1 else (start, start + len(OPEN))
+        collect_calls(rest, out, find, _read_call)
         return out
 
 
-def _to_call(obj: Any) -> ToolCall | ParseError:
+def _read_call(text: str, start: int, body: int) -> tuple[list[ToolCall], int]:
+    while body < len(text) and text[body].isspace():
+        body += 1
+    try:
+        obj, end = json.JSONDecoder().raw_decode(text, body)
+    except json.JSONDecodeError as err:
+        raise MalformedCall("invalid_json", f"tool call is not valid JSON: {err.msg}", err.pos) from None
+    tail = text[end:].lstrip()
+    if tail.startswith(CLOSE):
+        end = len(text) - len(tail) + len(CLOSE)
+    elif tail:  # a missing close at the very end is accepted (the model stopped), as vLLM does
+        raise MalformedCall("unclosed_tag", f"text after the JSON before {CLOSE}", end)
+    else:
+        end = len(text)
+    return [_to_call(obj, body)], end
+
+
+def _to_call(obj: Any, pos: int) -> ToolCall:
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-        return ParseError("missing_field", 'a tool call needs a string "name"',
-                          json.dumps(obj, ensure_ascii=False)[:120])
+        raise MalformedCall("missing_field", 'a tool call needs a string "name"', pos)
     # "parameters" is what Llama-style prompts ask for; accepted as a synonym.
     args = obj.get("arguments", obj.get("parameters", {}))
     try:
         return ToolCall(name=obj["name"], arguments=decode_arguments(args))
     except ValueError as err:
-        return ParseError("invalid_json", str(err), json.dumps(obj, ensure_ascii=False)[:120])
+        raise MalformedCall("invalid_json", str(err), pos) from None

@@ -24,8 +24,8 @@ from typing import Any
 
 from common.formats.base import (
     MalformedCall,
+    collect_calls,
     ParsedOutput,
-    ParseError,
     ToolCallFormat,
     property_types,
     split_reasoning,
@@ -73,27 +73,23 @@ class QwenXmlFormat(ToolCallFormat):
         reasoning, rest, error = split_reasoning(text)
         out = ParsedOutput(reasoning=reasoning, error=error)
         schemas = property_types(tools)
-        content, pos = [], 0
-        while (match := CALL_START.search(rest, pos)) is not None:
-            content.append(rest[pos:match.start()])
-            wrapped = match.group() == OPEN
-            try:
-                calls, end = _read_functions(rest, match.end() if wrapped else match.start(), schemas)
-                if wrapped:
-                    end = _skip_space(rest, end)
-                    if rest.startswith(CLOSE, end):
-                        end += len(CLOSE)
-                    elif end < len(rest):  # a missing close at the very end is accepted, as in hermes
-                        raise MalformedCall("unclosed_tag", f"text after {FUNCTION_END} before {CLOSE}", end)
-            except MalformedCall as err:
-                out.error = ParseError(err.kind, err.message,
-                                       rest[max(match.start(), err.pos - 80):err.pos + 40])
-                pos = len(rest)
-                break
-            out.calls.extend(calls)
-            pos = end
-        content.append(rest[pos:])
-        out.content = "".join(content).strip()
+
+        def find(t: str, pos: int) -> tuple[int, int] | None:
+            match = CALL_START.search(t, pos)
+            # a bare <function=…> block (no <tool_call> around it) is read from its own start
+            return None if match is None else (match.start(), match.end() if match.group() == OPEN else -1)
+
+        def read(t: str, start: int, body: int) -> tuple[list[ToolCall], int]:
+            if body == -1:
+                return _read_functions(t, start, schemas)
+            calls, end = _read_functions(t, body, schemas)
+            end = _skip_space(t, end)
+            if t.startswith(CLOSE, end):
+                return calls, end + len(CLOSE)
+            if end < len(t):  # a missing close at the very end is accepted, as in hermes
+                raise MalformedCall("unclosed_tag", f"text after {FUNCTION_END} before {CLOSE}", end)
+            return calls, end
+        collect_calls(rest, out, find, read)
         return out
 
 
