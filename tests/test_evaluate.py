@@ -144,6 +144,7 @@ def test_real_tiny_model_end_to_end_writes_every_file(tmp_path):
     assert saved["generation"]["stop_tokens"] == ["<|im_end|>"]
     assert saved["provenance"]["libraries"]["torch"].startswith("2.13.0")
     assert saved["provenance"]["hardware"]["cpus"] >= 1 and "git" in saved["provenance"]
+    assert set(saved["generated_at"]) == {"commit", "dirty"}
     assert saved["metrics"]["kinetic"]["latency"]["n"] == 2
     # left padding is right: one request alone gives the batch's text (fp32, greedy)
     assert saved["latency_mode"]["same_text_as_batched"] == 2

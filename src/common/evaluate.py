@@ -40,7 +40,7 @@ from common.formats import FORMATS, get_format
 from common.metrics import compute_metrics, latency_summary
 from common.models import default_format, load_model, resolve_dtype
 from common.params import load_params, parse_overrides
-from common.provenance import ROOT, provenance
+from common.provenance import ROOT, git_state, provenance
 from common.samples import Sample, read_samples
 from common.tracking import flatten, start_run
 
@@ -262,7 +262,8 @@ def score(out: str | Path, samples: list[Sample] | None = None,
         "metrics": metrics, "throughput": throughput([predictions[s.id] for s in samples]),
         "latency_mode": {"batch_size": 1, "requests": len(latency),
                          "same_text_as_batched": sum(r["same_text_as_batched"] for r in latency)},
-        "timings": timings, "invocations": len(invocations), "provenance": provenance(),
+        "timings": timings, "invocations": len(invocations), "generated_at": run.get("generated_at"),
+        "provenance": provenance(),
     }
     write_json(out / "results.json", results)
     (out / "summary.md").write_text(summary_table(results), encoding="utf-8")
@@ -345,6 +346,7 @@ def _evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None) -
         backend = BACKENDS[params.backend](model, tokenizer, settings,
                                            stop_texts=(fmt.end_of_turn(tokenizer), *fmt.stop_texts))
         run["backend"] = backend.describe()
+        run["generated_at"] = git_state()  # scoring records its own commit in `provenance`
         prompts = {s.id: fmt.render_prompt(s.tools, s.messages, tokenizer) for s in samples}
         t = time.perf_counter()
         generate_predictions(backend, prompts, pred_path, params.batch_size)
