@@ -6,8 +6,13 @@ import pytest
 
 from common.checker import check_sample, values_equal
 from common.formats.base import ParsedOutput, ParseError
-from common.metrics import (METRICS, compute_metrics, head_to_head, latency_summary,
-                            proportion_ci)
+from common.metrics import (
+    METRICS,
+    compute_metrics,
+    head_to_head,
+    latency_summary,
+    proportion_ci,
+)
 from common.samples import ExpectedCall, Sample, ToolCall
 
 TOOLS = [

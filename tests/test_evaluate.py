@@ -95,9 +95,13 @@ def test_an_interrupted_run_resumes_without_redoing_samples(tmp_path, tok, gold)
     GoldBackend.calls = 0
     again = ev.evaluate(p, model_and_tokenizer=(None, tok))  # complete: nothing to generate
     assert GoldBackend.calls == 0
-    # the first invocation died before writing its timings; the next two added theirs
-    assert again["invocations"] == 2 and again["timings"]["generate_s"] == results["timings"]["generate_s"]
+    # the killed invocation kept the timings of the batch it finished; all three are added up
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert [i["predictions"] for i in run["invocations"]] == [2, 4, 0]
+    assert "generate_s" in run["invocations"][0]["timings"]
+    assert again["invocations"] == 3 and again["timings"]["generate_s"] == results["timings"]["generate_s"]
     assert again["timings"]["total_s"] > results["timings"]["total_s"]
+    assert [g["predictions"] for g in again["generated_at"]] == [2, 4]
 
 
 def test_a_second_evaluation_into_the_same_folder_is_refused(tmp_path, tok, gold):
@@ -144,14 +148,18 @@ def test_real_tiny_model_end_to_end_writes_every_file(tmp_path):
     assert saved["generation"]["stop_tokens"] == ["<|im_end|>"]
     assert saved["provenance"]["libraries"]["torch"].startswith("2.13.0")
     assert saved["provenance"]["hardware"]["cpus"] >= 1 and "git" in saved["provenance"]
-    assert set(saved["generated_at"]) == {"commit", "dirty"}
+    assert saved["generated_at"] == [{"git": saved["generated_at"][0]["git"], "predictions": 3,
+                                      "latency_requests": 2}]
+    assert set(saved["generated_at"][0]["git"]) == {"commit", "dirty"}
     assert saved["metrics"]["kinetic"]["latency"]["n"] == 2
     # left padding is right: one request alone gives the batch's text (fp32, greedy)
     assert saved["latency_mode"]["same_text_as_batched"] == 2
     assert set(saved["timings"]) == {"model_load_s", "generate_s", "latency_s", "total_s"}
     assert "| Kinetic-4B | accuracy" in (out / "summary.md").read_text()
-    rescored = ev.score(out)  # scoring again from the files gives the same metrics
-    assert rescored["metrics"] == results["metrics"]
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    rescored = ev.score(moved)  # scoring again from the files, moved elsewhere, gives the same metrics
+    assert rescored["metrics"] == results["metrics"] and rescored["params"]["out"] == str(moved)
 
 
 def test_cli_runs_and_rejects_unknown_parameters(tmp_path, capsys):
@@ -213,6 +221,24 @@ def test_backend_stops_at_a_stop_token_and_applies_logits_processors(tok):
     assert g.text == "hellohellohello" and g.new_tokens == 4 and g.finish_reason == "stop"
     assert backend.describe()["logits_processors"] == ["Script"]
     assert end in backend.stop_ids
+
+
+def test_a_row_padded_after_a_stop_string_counts_only_its_own_tokens(tok):
+    import copy
+
+    from common.backends import GenerationSettings, TransformersBackend
+    from common.models import load_model
+    model, _ = load_model("tiny-random-llama", dtype="float32")
+    padded = copy.deepcopy(tok)
+    padded.pad_token = "<|endoftext|>"  # a pad token that is not an end token, as Gemma's <pad>
+    backend = TransformersBackend(model, padded, GenerationSettings(), ("<|im_end|>", "<tool_response>"))
+    assert backend.stop_strings == ["<tool_response>"]
+    hello, pad = padded.convert_tokens_to_ids("hello"), padded.pad_token_id
+    answer = padded("hello<tool_response>", add_special_tokens=False)["input_ids"]
+    g = backend._decode(answer + [pad] * 5, prompt_tokens=10, seconds=1.0)
+    assert (g.text, g.new_tokens, g.finish_reason) == ("hello", len(answer), "stop")
+    g = backend._decode([hello, hello, pad, pad], prompt_tokens=10, seconds=1.0)
+    assert (g.text, g.new_tokens, g.finish_reason) == ("hellohello", 2, "length")
 
 
 def test_unknown_suite_lists_the_shipped_ones():

@@ -5,7 +5,12 @@ import torch
 
 from common import models
 from common.formats import get_format
-from common.models import ModelNotAvailable, build_tiny_random, load_model, load_tokenizer
+from common.models import (
+    ModelNotAvailable,
+    build_tiny_random,
+    load_model,
+    load_tokenizer,
+)
 
 
 @pytest.fixture(scope="module")

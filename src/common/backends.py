@@ -114,6 +114,9 @@ class TransformersBackend(Backend):
     def _decode(self, new: list[int], prompt_tokens: int, seconds: float) -> Generation:
         stop = next((i for i, t in enumerate(new) if t in self.stop_ids), None)
         kept = new if stop is None else new[:stop]
+        # a row that ended (on a stop string) while others went on is padded to their length
+        while kept and kept[-1] == self.tokenizer.pad_token_id:
+            kept = kept[:-1]
         text = self.tokenizer.decode(kept, skip_special_tokens=False)
         cut = min((i for i in (text.find(t) for t in self.stop_strings) if i >= 0), default=None)
         stopped = stop is not None or cut is not None

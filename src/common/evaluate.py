@@ -25,11 +25,11 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
@@ -186,8 +186,10 @@ def check_run_config(out: Path, params: EvalParams) -> dict[str, Any]:
 
 
 # -- phases ---------------------------------------------------------------------------
-def generate_predictions(backend: Backend, prompts: dict[str, str], path: Path, batch_size: int) -> None:
-    """Append one record per sample, batch by batch, skipping ids already in `path`."""
+def generate_predictions(backend: Backend, prompts: dict[str, str], path: Path, batch_size: int,
+                         checkpoint: Callable[[int], None] = lambda n: None) -> None:
+    """Append one record per sample, batch by batch, skipping ids already in `path`;
+    `checkpoint(n)` runs after each batch of n."""
     done = {r["id"] for r in read_jsonl(path)}
     todo = [i for i in prompts if i not in done]
     # Similar lengths in a batch waste less compute on padding.
@@ -198,10 +200,11 @@ def generate_predictions(backend: Backend, prompts: dict[str, str], path: Path, 
             gens = backend.generate([prompts[i] for i in ids])
             append_jsonl(path, ({"id": i, **asdict(g), "batch_size": len(ids)} for i, g in zip(ids, gens)))
             bar.update(len(ids))
+            checkpoint(len(ids))
 
 
 def measure_latency(backend: Backend, prompts: dict[str, str], ids: list[str], path: Path,
-                    batched: dict[str, dict[str, Any]]) -> None:
+                    batched: dict[str, dict[str, Any]], checkpoint: Callable[[int], None] = lambda n: None) -> None:
     done = {r["id"] for r in read_jsonl(path)}
     todo = [i for i in ids if i not in done]
     for i in tqdm(todo, desc="latency (1 request at a time)", unit="request"):
@@ -209,6 +212,7 @@ def measure_latency(backend: Backend, prompts: dict[str, str], ids: list[str], p
         append_jsonl(path, [{"id": i, "seconds": g.seconds, "new_tokens": g.new_tokens,
                              "prompt_tokens": g.prompt_tokens, "text": g.text,
                              "same_text_as_batched": g.text == batched[i]["text"]}])
+        checkpoint(1)
 
 
 def throughput(predictions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -233,7 +237,7 @@ def score(out: str | Path, samples: list[Sample] | None = None,
     bad = sorted(set(overrides or {}) - set(SCORING_KEYS))
     if bad:
         raise ValueError(f"{bad} change generation; rescoring may only change {list(SCORING_KEYS)}")
-    params = EvalParams.model_validate(run["params"] | (overrides or {}))
+    params = EvalParams.model_validate(run["params"] | (overrides or {}) | {"out": str(out)})
     samples = samples if samples is not None else load_data(params.data, params.limit)
     fmt = get_format(params.format)
     predictions = {r["id"]: r for r in read_jsonl(out / "predictions.jsonl")}
@@ -253,8 +257,10 @@ def score(out: str | Path, samples: list[Sample] | None = None,
     metrics = compute_metrics(verdicts)
     metrics["kinetic"]["latency"] = latency_summary([r["seconds"] for r in latency])
     invocations = run.get("invocations", [])
-    keys = dict.fromkeys(k for i in invocations for k in i)  # first-seen order
-    timings = {k: sum(i.get(k, 0.0) for i in invocations) for k in keys}
+    keys = dict.fromkeys(k for i in invocations for k in i["timings"])  # first-seen order
+    timings = {k: sum(i["timings"].get(k, 0.0) for i in invocations) for k in keys}
+    generated_at = [{"git": i["git"], "predictions": i["predictions"], "latency_requests": i["latency_requests"]}
+                    for i in invocations if i["predictions"] or i["latency_requests"]]
     results = {
         "experiment": params.experiment, "run": params.run, "model": params.model,
         "adapter": params.adapter, "format": params.format, "data": params.data, "n_samples": len(samples),
@@ -262,7 +268,7 @@ def score(out: str | Path, samples: list[Sample] | None = None,
         "metrics": metrics, "throughput": throughput([predictions[s.id] for s in samples]),
         "latency_mode": {"batch_size": 1, "requests": len(latency),
                          "same_text_as_batched": sum(r["same_text_as_batched"] for r in latency)},
-        "timings": timings, "invocations": len(invocations), "generated_at": run.get("generated_at"),
+        "timings": timings, "invocations": len(invocations), "generated_at": generated_at,
         "provenance": provenance(),
     }
     write_json(out / "results.json", results)
@@ -334,30 +340,39 @@ def _evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None) -
     done = {r["id"] for r in read_jsonl(pred_path)}
     latency_ids = [s.id for s in samples[:params.latency_requests]]
     timed = {r["id"] for r in read_jsonl(lat_path)}
-    timings: dict[str, float] = {}
+    # This invocation's record is saved after every batch and request, so a killed run
+    # keeps the timings and counts of what it finished.
+    this = {"git": git_state(), "timings": {}, "predictions": 0, "latency_requests": 0}
+    run["invocations"] = [*run.get("invocations", []), this]
+
+    def save(phase: str | None = None, started: float = 0.0, counter: str | None = None, n: int = 0) -> None:
+        if phase:
+            this["timings"][phase] = time.perf_counter() - started
+        if counter:
+            this[counter] += n
+        this["timings"]["total_s"] = time.perf_counter() - t0
+        write_json(out / "run.json", run)
+
     if any(s.id not in done for s in samples) or any(i not in timed for i in latency_ids):
         t = time.perf_counter()
         model, tokenizer = model_and_tokenizer or load_model(
             params.model, adapter=params.adapter, merge=params.merge_adapter, dtype=params.dtype,
             device=params.device, seed=params.seed)
-        timings["model_load_s"] = time.perf_counter() - t
+        save("model_load_s", t)
         settings = GenerationSettings(params.max_new_tokens, params.temperature, params.top_p, params.top_k,
                                       params.repetition_penalty, params.seed)
         backend = BACKENDS[params.backend](model, tokenizer, settings,
                                            stop_texts=(fmt.end_of_turn(tokenizer), *fmt.stop_texts))
         run["backend"] = backend.describe()
-        run["generated_at"] = git_state()  # scoring records its own commit in `provenance`
         prompts = {s.id: fmt.render_prompt(s.tools, s.messages, tokenizer) for s in samples}
         t = time.perf_counter()
-        generate_predictions(backend, prompts, pred_path, params.batch_size)
-        timings["generate_s"] = time.perf_counter() - t
+        generate_predictions(backend, prompts, pred_path, params.batch_size,
+                             checkpoint=lambda n: save("generate_s", t, "predictions", n))
         t = time.perf_counter()
         batched = {r["id"]: r for r in read_jsonl(pred_path)}
-        measure_latency(backend, prompts, latency_ids, lat_path, batched)
-        timings["latency_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t0
-    run["invocations"] = [*run.get("invocations", []), timings]
-    write_json(out / "run.json", run)
+        measure_latency(backend, prompts, latency_ids, lat_path, batched,
+                        checkpoint=lambda n: save("latency_s", t, "latency_requests", n))
+    save()
     results = score(out, samples)
     tracker = start_run(params.model_dump(), mode=params.wandb, project=params.wandb_project,
                         group=params.wandb_group or params.experiment, name=params.run, job_type="evaluate")

@@ -27,7 +27,8 @@ smol_tools (smol-tools-4b model card)
                       averaged over samples (a sample expecting and making no call
                       scores 1)
   json_validity       among outputs that attempt a call, those that parse in the
-                      format (a plain-text answer is neither valid nor invalid)
+                      format (a plain-text answer, or one cut off while thinking,
+                      is neither valid nor invalid)
   argument_correctness
                       calls to the right function whose arguments are all right
   no_tool_accuracy    samples that expect no call and got none
@@ -161,7 +162,8 @@ def tool_selection_f1(vs: list[Verdict]) -> float | None:
 
 @metric("smol_tools")
 def json_validity(vs: list[Verdict]) -> float | None:
-    attempts = [v for v in vs if v.output_names or v.parse_error]
+    # an answer cut off inside <think> never reached a call: not an attempt
+    attempts = [v for v in vs if v.output_names or (v.parse_error and v.parse_error["kind"] != "truncated_think")]
     return _ratio(sum(v.parse_error is None for v in attempts), len(attempts))
 
 

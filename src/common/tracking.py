@@ -37,7 +37,6 @@ def start_run(config: dict[str, Any], mode: str = "auto", project: str = "toolca
     if mode == "disabled":
         return NoRun()
     import wandb
-
     from common.provenance import ROOT
     # Runs go under the project root wherever the caller runs (a notebook, a test), and
     # wandb's own console banner is replaced by one line saying where the run is.

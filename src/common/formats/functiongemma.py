@@ -17,9 +17,9 @@ from typing import Any
 
 from common.formats.base import (
     MalformedCall,
-    collect_calls,
     ParsedOutput,
     ToolCallFormat,
+    collect_calls,
     split_reasoning,
 )
 from common.samples import ToolCall, normalize_tool

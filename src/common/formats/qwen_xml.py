@@ -24,9 +24,9 @@ from typing import Any
 
 from common.formats.base import (
     MalformedCall,
-    collect_calls,
     ParsedOutput,
     ToolCallFormat,
+    collect_calls,
     property_types,
     split_reasoning,
     tools_as_json,
