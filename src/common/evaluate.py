@@ -257,7 +257,7 @@ def score(out: str | Path, samples: list[Sample] | None = None,
     metrics = compute_metrics(verdicts)
     metrics["kinetic"]["latency"] = latency_summary([r["seconds"] for r in latency])
     invocations = run.get("invocations", [])
-    keys = dict.fromkeys(k for i in invocations for k in i["timings"])  # first-seen order
+    keys = dict.fromkeys([*(k for i in invocations for k in i["timings"] if k != "total_s"), "total_s"])
     timings = {k: sum(i["timings"].get(k, 0.0) for i in invocations) for k in keys}
     generated_at = [{"git": i["git"], "predictions": i["predictions"], "latency_requests": i["latency_requests"]}
                     for i in invocations if i["predictions"] or i["latency_requests"]]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+CODE_PATHS = ("src", "params", "notebooks", "pyproject.toml", "requirements.txt", "requirements-models.txt")
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "numpy", "scipy",
              "jsonschema", "wandb", "papermill")
 
@@ -22,7 +23,9 @@ def git_state() -> dict[str, Any]:
                                   check=True, timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
-    status = run("status", "--porcelain", "--untracked-files=no")
+    # "dirty" means the code and parameters differ from the commit; reports and logs
+    # being rewritten by the run itself do not count
+    status = run("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
     return {"commit": run("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
 
 
