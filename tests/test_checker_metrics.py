@@ -285,3 +285,24 @@ def test_head_to_head_with_mcnemar(four):
 def test_wilson_interval():
     low, high = proportion_ci(8, 10)
     assert math.isclose(low, 0.4902, abs_tol=1e-3) and math.isclose(high, 0.9433, abs_tol=1e-3)
+
+
+def test_verdicts_and_parsed_outputs_round_trip_through_json(four):
+    import json
+
+    from common.checker import Verdict
+    for v in four:
+        assert Verdict.from_dict(json.loads(json.dumps(v.to_dict()))) == v
+    parsed = out(("get_weather", {"location": "Zürich"}), error=ParseError("invalid_json", "bad", "{"))
+    assert ParsedOutput.from_dict(json.loads(json.dumps(parsed.to_dict()))) == parsed
+
+
+def test_samples_write_and_read_back(tmp_path):
+    from common.samples import read_samples, write_samples
+    samples = [sample([("get_weather", {"location": "Paris"})], id="a"), sample([], "no_tool", id="b")]
+    write_samples(samples, tmp_path / "s.jsonl")
+    assert read_samples(tmp_path / "s.jsonl") == samples
+    first = (tmp_path / "s.jsonl").read_text().splitlines()[0]
+    (tmp_path / "dup.jsonl").write_text(f"{first}\n{first}\n")
+    with pytest.raises(ValueError, match="duplicated sample ids"):
+        read_samples(tmp_path / "dup.jsonl")

@@ -82,10 +82,6 @@ def downloads_allowed() -> bool:
     return os.environ.get("TOOLCALL_LAB_ALLOW_DOWNLOAD", "") == "1"
 
 
-def known_models() -> list[str]:
-    return sorted([*EMBEDDED, *TINY, *HUB])
-
-
 def default_format(name: str) -> str:
     """The tool-call format a model's own template (or our choice for it) uses."""
     for registry in (EMBEDDED, TINY):

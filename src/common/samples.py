@@ -18,12 +18,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-# Scenario names shared with smol-tools' per-scenario breakdown; free-form values are
-# allowed (a suite may add its own), these are the ones builders produce.
-SCENARIOS = ("single", "parallel", "sequential", "no_tool", "missing_info", "tool_selection",
-             "argument_accuracy", "edge_case")
-
-
 class ToolCall(BaseModel):
     """One call as made by a model: a function name and its decoded arguments."""
 
