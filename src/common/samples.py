@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+
 class ToolCall(BaseModel):
     """One call as made by a model: a function name and its decoded arguments."""
 

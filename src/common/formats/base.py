@@ -69,6 +69,21 @@ class ParsedOutput:
         return cls([ToolCall(**c) for c in d["calls"]], d["content"], d.get("reasoning"), error)
 
 
+def skip_space(text: str, pos: int) -> int:
+    """The first position at or after `pos` that is not whitespace (or the end)."""
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def find_tag(tag: str) -> Callable[[str, int], tuple[int, int] | None]:
+    """A `find` for `collect_calls` where every call opens with the literal `tag`."""
+    def find(text: str, pos: int) -> tuple[int, int] | None:
+        start = text.find(tag, pos)
+        return None if start == -1 else (start, start + len(tag))
+    return find
+
+
 def collect_calls(text: str, out: ParsedOutput,
                   find: Callable[[str, int], tuple[int, int] | None],
                   read: Callable[[str, int, int], tuple[list[ToolCall], int]]) -> None:

@@ -20,6 +20,8 @@ from common.formats.base import (
     ParsedOutput,
     ToolCallFormat,
     collect_calls,
+    find_tag,
+    skip_space,
     split_reasoning,
 )
 from common.samples import ToolCall, normalize_tool
@@ -73,14 +75,10 @@ class FunctionGemmaFormat(ToolCallFormat):
         # sequence may be left in the decoded text.
         rest = rest.removesuffix(RESPONSE).rstrip()
 
-        def find(t: str, pos: int) -> tuple[int, int] | None:
-            start = t.find(START, pos)
-            return None if start == -1 else (start, start + len(START))
-
         def read(t: str, start: int, body: int) -> tuple[list[ToolCall], int]:
             call, end = _read_call(t, body)
             return [call], end
-        collect_calls(rest, out, find, read)
+        collect_calls(rest, out, find_tag(START), read)
         return out
 
 
@@ -148,8 +146,7 @@ class _Reader:
         self.text, self.pos = text, pos
 
     def skip(self) -> int:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
+        self.pos = skip_space(self.text, self.pos)
         return self.pos
 
     def fail(self, expected: str) -> MalformedCall:

@@ -15,6 +15,8 @@ from common.formats.base import (
     ParsedOutput,
     ToolCallFormat,
     collect_calls,
+    find_tag,
+    skip_space,
     split_reasoning,
     tools_as_json,
 )
@@ -47,17 +49,12 @@ class HermesFormat(ToolCallFormat):
     def parse(self, text: str, tools: list[dict[str, Any]] | None = None) -> ParsedOutput:
         reasoning, rest, error = split_reasoning(text)
         out = ParsedOutput(reasoning=reasoning, error=error)
-
-        def find(t: str, pos: int) -> tuple[int, int] | None:
-            start = t.find(OPEN, pos)
-            return None if start == -1 else (start, start + len(OPEN))
-        collect_calls(rest, out, find, _read_call)
+        collect_calls(rest, out, find_tag(OPEN), _read_call)
         return out
 
 
 def _read_call(text: str, start: int, body: int) -> tuple[list[ToolCall], int]:
-    while body < len(text) and text[body].isspace():
-        body += 1
+    body = skip_space(text, body)
     try:
         obj, end = json.JSONDecoder().raw_decode(text, body)
     except json.JSONDecodeError as err:

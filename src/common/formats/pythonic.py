@@ -23,6 +23,7 @@ from common.formats.base import (
     ParsedOutput,
     ParseError,
     ToolCallFormat,
+    skip_space,
     split_reasoning,
     tools_as_json,
 )
@@ -73,9 +74,7 @@ class PythonicFormat(ToolCallFormat):
                 out.error = ParseError(err.kind, err.message, rest[pos:pos + 120])
                 pos = len(rest)
                 break
-            pos = end
-            while pos < len(rest) and rest[pos].isspace():
-                pos += 1
+            pos = skip_space(rest, end)
         content.append(rest[pos:])
         out.content = "".join(content).strip()
         return out

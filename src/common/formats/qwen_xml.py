@@ -28,6 +28,7 @@ from common.formats.base import (
     ToolCallFormat,
     collect_calls,
     property_types,
+    skip_space,
     split_reasoning,
     tools_as_json,
 )
@@ -83,7 +84,7 @@ class QwenXmlFormat(ToolCallFormat):
             if body == -1:
                 return _read_functions(t, start, schemas)
             calls, end = _read_functions(t, body, schemas)
-            end = _skip_space(t, end)
+            end = skip_space(t, end)
             if t.startswith(CLOSE, end):
                 return calls, end + len(CLOSE)
             if end < len(t):  # a missing close at the very end is accepted, as in hermes
@@ -103,17 +104,11 @@ def _render_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos].isspace():
-        pos += 1
-    return pos
-
-
 def _read_functions(text: str, pos: int, schemas: dict[str, dict[str, Any]]
                     ) -> tuple[list[ToolCall], int]:
     """The `<function=…>` blocks from `pos` on (vLLM accepts several in one `<tool_call>`)."""
     calls = []
-    while text.startswith(FUNCTION, pos := _skip_space(text, pos)):
+    while text.startswith(FUNCTION, pos := skip_space(text, pos)):
         call, pos = _read_function(text, pos, schemas)
         calls.append(call)
     if not calls:
@@ -128,7 +123,7 @@ def _read_function(text: str, pos: int, schemas: dict[str, dict[str, Any]]) -> t
     schema = schemas.get(name, {})
     arguments: dict[str, Any] = {}
     while True:
-        pos = _skip_space(text, pos)
+        pos = skip_space(text, pos)
         if text.startswith(FUNCTION_END, pos):
             return ToolCall(name=name, arguments=arguments), pos + len(FUNCTION_END)
         if pos == len(text):
