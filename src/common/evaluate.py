@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from common.backends import BACKENDS, Backend, GenerationSettings
 from common.checker import check_sample
+from common.datacard import load_split
 from common.formats import FORMATS, get_format
 from common.metrics import compute_metrics, latency_summary
 from common.models import default_format, load_model, resolve_dtype
@@ -57,7 +58,8 @@ class EvalParams(BaseModel):
     model: str = Field("smollm2-135m-instruct", description="registry name, hub id or local path")
     adapter: str | None = Field(None, description="PEFT adapter folder on top of the model")
     merge_adapter: bool = Field(False, description="merge the adapter into the weights before generating")
-    data: str = Field("suite:everyday_tools", description="suite:NAME (shipped) or a samples JSONL/JSON file")
+    data: str = Field("suite:everyday_tools", description="suite:NAME (shipped), a samples JSONL/JSON file, "
+                      "or a built dataset: data/<build> (its eval split) or data/<build>:train")
     format: str | None = Field(None, description="tool-call format; default: the model's own")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N samples")
     experiment: str = Field("suite", description="reports/<experiment>/<run> is the default output")
@@ -112,9 +114,20 @@ def load_data(spec: str, limit: int | None = None) -> list[Sample]:
                              if p.name.endswith(".json"))
             raise FileNotFoundError(f"no shipped suite {name!r}; shipped suites: {shipped}")
         samples = read_samples(Path(str(path)))
+    elif _built_split(spec):
+        path, split = _built_split(spec)
+        samples = load_split(path, split)
     else:
         samples = read_samples(spec)
     return samples[:limit] if limit else samples
+
+
+def _built_split(spec: str) -> tuple[Path, str] | None:
+    """`data/<build>` (its eval split) or `data/<build>:train`, when that is a built dataset."""
+    path, _, split = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    if (Path(path) / "data_card.json").is_file():
+        return Path(path), split or "eval"
+    return None
 
 
 # -- resumable JSONL ------------------------------------------------------------------

@@ -69,6 +69,9 @@ class Sample(BaseModel):
     toolkit: str | None = None
     source: str = "unknown"
     notes: str | None = None
+    # What the assistant should say when no call is expected (a clarifying question,
+    # a refusal, an answer): the training target of a no-call sample.
+    reply: str | None = None
 
     @field_validator("tools")
     @classmethod
