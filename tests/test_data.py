@@ -143,6 +143,7 @@ def test_small_toolkits_are_topped_up_and_lookalikes_kept_out():
             assert not {"get_weather", "get_weather_now"} <= set(names)
     assert lookalike(cat.function("get_weather"), cat.function("get_weather_now"))
     assert not lookalike(cat.function("get_weather"), cat.function("get_air_quality"))
+    assert lookalike(_fn("segment"), _fn("segment_all_objects"))  # one name inside the other
 
 
 def test_no_tool_near_miss_withholds_its_own_tool():
@@ -220,6 +221,9 @@ def test_build_writes_balanced_splits_and_a_card(built):
     assert len(per_kit) == 4 and max(per_kit.values()) - min(per_kit.values()) <= 6
     assert set(Counter(s.scenario for s in train)) == set(SCENARIOS)
     assert card["splits"]["train"]["prompt_tokens"]["max"] <= 700
+    for s in train + evals:  # the cap never drops a needed tool, nor one a reply offers
+        assert essential_tools(s) <= set(s.functions()), s.id
+    assert any("said=" in (s.notes or "") for s in train)
     assert card["leakage"]["same_request"] == 0 and (out / "data_card.png").stat().st_size > 10_000
     assert json.loads((out / "data_card.json").read_text())["splits"]["eval"]["samples"] == 12
     assert [s.id for s in load_data(str(out))] == [s.id for s in evals]
@@ -261,6 +265,9 @@ def test_unseen_tools_never_appear_in_training(tmp_path):
     assert held and len(evals) == 12
     assert not held & {n for s in train for n in s.functions()}
     assert all({c.name for c in s.expected_calls} <= held for s in evals)
+    # a build that reuses this eval split keeps its unseen tools out of training too
+    data.build(_params(tmp_path / "reuse", eval_from=str(tmp_path / "t"), samples_per_toolkit=10))
+    assert not held & {n for s in load_split(tmp_path / "reuse" / "t", "train") for n in s.functions()}
 
 
 def test_leakage_of_the_benchmark_fails_the_build(tmp_path):

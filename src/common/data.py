@@ -190,7 +190,7 @@ class PromptMeter:
         tools = list(s.tools)
         while n > self.cap:
             spare = [i for i, t in enumerate(tools) if t["function"]["name"] not in needed]
-            if not spare or (s.scenario == "no_tool" and len(spare) == 1):
+            if not spare or len(tools) == 1:
                 return None, n
             # the longest distractor goes first: fewest tools lost for the tokens saved
             tools.pop(max(spare, key=lambda i: (len(json.dumps(tools[i])), i)))
@@ -255,6 +255,12 @@ def stratified_eval(pool: list[tuple[Sample, int]], size: int, seed: int) -> tup
     return [pool[i] for i in sorted(chosen)], [pool[i] for i in range(len(pool)) if i not in chosen]
 
 
+def _build_dir(path: str) -> Path:
+    """A build directory given absolute, relative to the working directory or to the repo."""
+    source = Path(path)
+    return source if source.is_absolute() or source.exists() else ROOT / source
+
+
 def build(p: DataParams, force: bool = False) -> dict[str, Any]:
     """Build the datasets of `p` into `p.out_dir()` and return the data card."""
     out = p.out_dir()
@@ -277,14 +283,17 @@ def build(p: DataParams, force: bool = False) -> dict[str, Any]:
             names = sorted(kit.names())
             k = max(1, round(len(names) * p.unseen_tools_fraction)) if len(names) > 2 else 0
             held.update(random.Random(f"{p.seed}:unseen:{kit.name}").sample(names, k))
+    if p.eval_from:  # the reused eval's unseen tools must stay out of this training set too
+        source_card = _build_dir(p.eval_from) / "data_card.json"
+        if source_card.is_file():
+            held.update(json.loads(source_card.read_text()).get("unseen_tools", []))
     train_cat = cat.without(held) if held else cat
     teacher = make_teacher(p, work)
     meter = PromptMeter(p)
     seen: set[str] = set()
     eval_rows = None
     if p.eval_from:
-        source = Path(p.eval_from)
-        source = source if source.is_absolute() or source.exists() else ROOT / source
+        source = _build_dir(p.eval_from)
         if not (source / "data_card.json").is_file():
             raise FileNotFoundError(f"eval_from: no build at {source}; build it first "
                                     f"(e.g. `python -m common.data build params/data.yaml`)")
@@ -315,9 +324,13 @@ def build(p: DataParams, force: bool = False) -> dict[str, Any]:
         from common.xlam import load_xlam
 
         xlam, xlam_dropped = load_xlam(p.xlam_samples, p.seed)
-        kept, report = quality.quality_filter(xlam, seen)
-        drops["xlam"] = {"converted_dropped": xlam_dropped, **report}
-        train_part += [(s, meter.tokens(s)) for s in kept]
+        leaking = quality.leakage(xlam, bench_requests, bench_functions)
+        bad = set(leaking["same_request"]) | {s.id for s in xlam if set(s.functions()) & bench_functions}
+        kept, report = quality.quality_filter([s for s in xlam if s.id not in bad], seen)
+        fitted = [meter.fit(s) for s in kept]
+        drops["xlam"] = {"converted_dropped": xlam_dropped, "benchmark_dropped": len(bad), **report,
+                         "prompt_too_long": sum(s is None for s, _ in fitted)}
+        train_part += [(s, n) for s, n in fitted if s is not None]
     train = [s for s, _ in train_part]
     evals = [s for s, _ in eval_part]
     leak = quality.check_leakage(train + evals, bench_requests, bench_functions)

@@ -152,10 +152,13 @@ def malformed_request(function: dict[str, Any], arguments: dict[str, Any], key: 
     return request, reply
 
 
-def no_tool_reply(function: dict[str, Any] | None, offered: list[dict[str, Any]], rng: random.Random) -> str:
-    """The reply to a request that none of the offered tools can serve."""
-    others = [action_phrase(f) for f in offered[:3]]
-    can = f" I can {_join(others[:2])}, if that helps." if others and rng.random() < 0.7 else ""
+def no_tool_reply(function: dict[str, Any] | None, offered: list[dict[str, Any]], rng: random.Random
+                  ) -> tuple[str, list[str]]:
+    """The reply to a request that none of the offered tools can serve, and the names of
+    the offered tools it suggests instead (they must stay in the prompt)."""
+    suggested = offered[:2] if offered and rng.random() < 0.7 else []
+    can = f" I can {_join([action_phrase(f) for f in suggested])}, if that helps." if suggested else ""
+    names = [f["name"] for f in suggested]
     if function is not None:
-        return f"None of my tools can {action_phrase(function)}.{can}"
-    return f"I don't have a tool for that request.{can}"
+        return f"None of my tools can {action_phrase(function)}.{can}", names
+    return f"I don't have a tool for that request.{can}", names

@@ -36,9 +36,10 @@ VAGUE_NUMBERS = ["a few", "several", "lots", "a bunch", "some"]
 
 def essential_tools(sample: Sample) -> set[str]:
     """Tools a sample cannot lose when a prompt is trimmed: the expected calls', the
-    later step of a sequential request, the tool a missing-information request is for."""
+    later step of a sequential request, the tool a missing-information request is for,
+    the tools a no-tool reply offers instead."""
     names = {c.name for c in sample.expected_calls}
-    names.update(re.findall(r"(?:^|; )(?:tool|then)=([^;]+)", sample.notes or ""))
+    names.update(re.findall(r"(?:^|; )(?:tool|then|said)=([^;]+)", sample.notes or ""))
     return names
 
 
@@ -48,7 +49,8 @@ def lookalike(a: dict[str, Any], b: dict[str, Any]) -> bool:
     `user_authentication`, or `get_weather` and `get_weather_now`, match."""
     ta = {w[:6] for w in split_name(a["name"]).split()}
     tb = {w[:6] for w in split_name(b["name"]).split()}
-    return bool(ta and tb) and len(ta & tb) / len(ta | tb) >= 0.6
+    # one name inside the other (`segment` / `segment_all_objects`) is a lookalike too
+    return bool(ta and tb) and (ta <= tb or tb <= ta or len(ta & tb) / len(ta | tb) >= 0.6)
 
 
 def small_talk() -> list[dict[str, str]]:
@@ -184,7 +186,8 @@ class SampleWriter:
         # the teacher writes the request for the withheld tool, which the prompt then lacks
         request = self._request("no_tool", tools + [f], [{"name": f["name"], "arguments": args}],
                                 rng.randrange(2**31), offline)
-        return tools, [], request, phrasing.no_tool_reply(f, tools, rng), f"withheld={f['name']}"
+        reply, said = phrasing.no_tool_reply(f, tools, rng)
+        return tools, [], request, reply, "; ".join([f"withheld={f['name']}"] + [f"said={n}" for n in said])
 
     def _missing_info(self, toolkit, targets, rng):
         candidates = [f for f in targets if f["parameters"].get("required")]
@@ -222,6 +225,7 @@ class SampleWriter:
         own = [t["function"] for t in sample.tools]
         tools = self.offered(own, toolkit, rng) if len(own) < self.tools_per_prompt else \
             [trim_function(f, self.max_description_chars) for f in own]
-        reply = phrasing.no_tool_reply(None, tools, rng) if not sample.expected_calls else None
+        reply, said = phrasing.no_tool_reply(None, tools, rng) if not sample.expected_calls else (None, [])
         return sample.model_copy(update={"tools": [{"type": "function", "function": f} for f in tools],
-                                         "toolkit": toolkit, "reply": reply})
+                                         "toolkit": toolkit, "reply": reply,
+                                         "notes": "; ".join(f"said={n}" for n in said) or None})
