@@ -21,7 +21,7 @@ import random
 import shutil
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -209,7 +209,7 @@ def generate(p: DataParams, writer: SampleWriter, plan: dict[str, dict[str, int]
             made = 0
             real = list(live.get((kit, scenario), []))
             random.Random(f"{p.seed}:{prefix}:{kit}:{scenario}").shuffle(real)
-            real = real[: int(quota * p.real_fraction)] if "bfcl_live" in p.request_sources else []
+            real = real[: int(quota * p.real_fraction)]  # `live` is empty unless bfcl_live is a source
             candidates = itertools.chain(
                 (writer.complete_real(r, kit, p.seed) for r in real),
                 (writer.make(scenario, kit, f"{prefix}/{kit}/{scenario}/{i:05d}", p.seed) for i in range(quota * 6)))
@@ -219,14 +219,14 @@ def generate(p: DataParams, writer: SampleWriter, plan: dict[str, dict[str, int]
                 if s is None:
                     continue
                 kept, report = quality.quality_filter([s], seen)
-                for reason, n in report["dropped"].items():
-                    drops["dropped"][reason] = drops["dropped"].get(reason, 0) + n
-                    drops["examples"].setdefault(reason, report["examples"][reason])
+                drops["dropped"].update(report["dropped"])
+                for reason, example in report["examples"].items():
+                    drops["examples"].setdefault(reason, example)
                 if not kept:
                     continue
                 fitted, tokens = meter.fit(s)
                 if fitted is None:
-                    drops["dropped"]["prompt_too_long"] = drops["dropped"].get("prompt_too_long", 0) + 1
+                    drops["dropped"]["prompt_too_long"] += 1
                     continue
                 out.append((fitted, tokens))
                 made += 1
@@ -300,7 +300,7 @@ def build(p: DataParams, force: bool = False) -> dict[str, Any]:
         eval_samples = datacard.load_split(source, "eval")
         seen.update(normalize_request(quality.request_text(s)) for s in eval_samples)
         eval_rows = [datacard.to_row(s, meter.tokens(s)) for s in eval_samples]
-    drops: dict[str, Any] = {"dropped": {}, "examples": {}, "short": {}}
+    drops: dict[str, Any] = {"dropped": Counter(), "examples": {}, "short": {}}
     live = live_samples(train_cat, bench_requests) if "bfcl_live" in p.request_sources else {}
     n_eval = 0 if eval_rows is not None else p.eval_size
     per_kit = p.samples_per_toolkit
@@ -365,7 +365,7 @@ def show(card: dict[str, Any]) -> str:
         lines.append(f"  {split}: {s['samples']} samples, {len(s['toolkits'])} toolkits, scenarios {s['scenarios']}")
         lines.append(f"    sources {s['sources']}; prompt tokens p50 {t.get('p50', 0):.0f} "
                      f"p95 {t.get('p95', 0):.0f} max {t.get('max', 0)}; sha256 {s['content_sha256'][:12]}")
-    lines.append(f"  filter dropped: {card['filter']['dropped']}; short quotas: {len(card['filter']['short'])}")
+    lines.append(f"  filter dropped: {dict(card['filter']['dropped'])}; short quotas: {len(card['filter']['short'])}")
     lines.append(f"  leakage check: {card['leakage']}")
     return "\n".join(lines)
 
