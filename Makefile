@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart data evaluate test clean-cache
+.PHONY: install quickstart data train bench evaluate test clean-cache
 
 install: $(STAMP)
 
@@ -25,6 +25,17 @@ quickstart: install
 PARAMS ?= params/data.yaml
 data: install
 	$(BIN)/python -m common.data build $(PARAMS) $(ARGS)
+
+# Training: make train (LoRA SFT, CPU default, params/sft.yaml); make train STAGE=dpo (params/dpo.yaml);
+# others: make train TRAIN_PARAMS="params/sft.yaml params/sft_full_v1.yaml"
+STAGE ?= sft
+TRAIN_PARAMS ?= params/$(STAGE).yaml
+train: install
+	$(BIN)/python -m common.train $(STAGE) $(TRAIN_PARAMS) $(ARGS)
+
+# Training speed and memory, before vs after: make bench ARGS="--steps 48"
+bench: install
+	$(BIN)/python -m common.bench train $(ARGS)
 
 # Any evaluation: make evaluate ARGS="--model gemma-3-270m --format functiongemma"
 evaluate: install

@@ -186,10 +186,13 @@ def test_params_files_layer_in_order(tmp_path):
 
 def test_every_shipped_params_file_is_valid():
     from common.provenance import ROOT
+    from common.train import DPOParams, SFTParams
+    # the data*.yaml files are the builder's (tests/test_data.py); sft*/dpo* the trainer's
+    by_prefix = {"sft": SFTParams, "dpo": DPOParams, "evaluate": ev.EvalParams, "ci": ev.EvalParams}
     files = sorted(f for f in (ROOT / "params").glob("*.yaml") if not f.name.startswith("data"))
-    assert files  # the data*.yaml files are the builder's (tests/test_data.py)
+    assert {f.name.split("_")[0].removesuffix(".yaml") for f in files} == set(by_prefix)
     for f in files:
-        load_params(ev.EvalParams, [f])
+        load_params(by_prefix[f.name.split("_")[0].removesuffix(".yaml")], [f])
 
 
 def test_ci_params_run_the_tiny_model(tmp_path):
