@@ -38,6 +38,9 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from common.evaluate import (
+    write_json,  # atomic: a killed run never leaves half a results file
+)
 from common.formats import get_format
 from common.params import load_params, parse_overrides
 from common.provenance import ROOT, git_state, provenance
@@ -203,7 +206,7 @@ def prepare_out(p: TrainParams, stage: str) -> Path:
         if p.resume == "never" and out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "run.json").write_text(json.dumps({"stage": stage, "params": p.model_dump()}, indent=2) + "\n")
+        write_json(out / "run.json", {"stage": stage, "params": p.model_dump()})
     from accelerate import PartialState
     PartialState().wait_for_everyone()
     return out
@@ -388,7 +391,7 @@ def finish_run(trainer: Any, p: TrainParams, stage: str, out: Path, tokenizer: A
     if not trainer.is_world_process_zero():
         return {}
     history = trainer.state.log_history
-    (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    write_json(out / "history.json", history)
     invocations = [*json.loads((out / "results.json").read_text()).get("invocations", [])] \
         if (out / "results.json").exists() else []
     invocations.append({"git": git_state(), **throughput})
@@ -398,7 +401,7 @@ def finish_run(trainer: Any, p: TrainParams, stage: str, out: Path, tokenizer: A
                "invocations": invocations, "final": final_metrics(history),
                "steps": trainer.state.global_step, "outputs": saved, "history": "history.json",
                "provenance": provenance()}
-    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    write_json(out / "results.json", results)
     tracker.summary.update(flatten({"final": results["final"], "throughput": throughput}))
     tracker.finish()
     return results
