@@ -8,7 +8,7 @@
 - `TokenizedDPOTrainer`: TRL's DPOTrainer fed pairs tokenized like the SFT rows.
 - `HistoryFile`: every logged line appended to `history.jsonl` as it comes, so the
   curves of a run survive without the W&B server and while the run is going.
-- `trainable_state` / `changed_parameters`: what training may touch and what it did.
+- `changed_parameters`, `parameter_counts`: what training changed, and how much may train.
 """
 
 from __future__ import annotations
@@ -60,12 +60,11 @@ class CompletionSFTTrainer(SFTTrainer):
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.cpu_autocast else contextlib.nullcontext()
         # TRL's own loss (fused LM head): on request, and for what this one does not do
         # (DFT loss, label smoothing, a MoE router's auxiliary loss)
         if (not self.own_loss or self.args.loss_type != "nll" or self.label_smoother is not None
                 or self.aux_loss_enabled):
-            autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if self.cpu_autocast
-                        else contextlib.nullcontext())
             with autocast:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
@@ -74,8 +73,6 @@ class CompletionSFTTrainer(SFTTrainer):
         target = labels[:, 1:]
         # positions whose next token is labelled in any row (exact for one row or padding-free)
         keep = (target != -100).any(dim=0).nonzero().squeeze(-1)
-        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if self.cpu_autocast
-                    else contextlib.nullcontext())
         with autocast:
             outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
         logits = outputs.logits.float()
@@ -129,11 +126,6 @@ class HistoryFile(TrainerCallback):
         if state.is_world_process_zero and logs:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
-
-
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of every trainable parameter, by name."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def changed_parameters(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> set[str]:
