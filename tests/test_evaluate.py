@@ -27,7 +27,7 @@ class GoldBackend(Backend):
     calls = 0
     fail_on_call: int | None = None
 
-    def __init__(self, model, tokenizer, settings, stop_texts=()):
+    def __init__(self, model, tokenizer, settings, stop_texts=(), logits_processors=None):
         pass
 
     def generate(self, prompts):
@@ -164,8 +164,10 @@ def test_real_tiny_model_end_to_end_writes_every_file(tmp_path):
 
 def test_cli_runs_and_rejects_unknown_parameters(tmp_path, capsys):
     results = ev.main(["--model", "tiny-random-llama", "--limit", "1", "--out", str(tmp_path / "cli"),
-                       "--set", "max_new_tokens=2", "latency_requests=0", "wandb=disabled"])
+                       "--experiment", "heldout", "--set", "max_new_tokens=2", "latency_requests=0",
+                       "wandb=disabled"])
     assert results["n_samples"] == 1 and "results:" in capsys.readouterr().out
+    assert results["experiment"] == "heldout"
     with pytest.raises(ParamsError, match=r"unknown parameter 'max_tokens'.*did you mean 'max_new_tokens'"):
         ev.main(["--set", "max_tokens=3"])
     bad = tmp_path / "bad.yaml"

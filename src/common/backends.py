@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from common.decoding import CallDecision
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -37,9 +39,13 @@ class Generation:
     new_tokens: int
     seconds: float          # wall time of the call that produced it (the whole batch)
     finish_reason: str      # "stop" (an end token) or "length" (max_new_tokens reached)
+    p_call: float | None = None  # P(the answer starts a call) at the first token (decoding.CallDecision)
 
 
 class Backend(ABC):
+    """Constructed as `cls(model, tokenizer, settings, stop_texts=..., logits_processors=...)`;
+    a backend that records P(call) (decoding.CallDecision) fills `Generation.p_call`."""
+
     name: str
 
     @abstractmethod
@@ -87,7 +93,9 @@ class TransformersBackend(Backend):
         return {"backend": self.name, **asdict(self.settings), "dtype": str(p.dtype).replace("torch.", ""),
                 "device": str(p.device), "stop_tokens": self.tokenizer.convert_ids_to_tokens(self.stop_ids),
                 "stop_strings": self.stop_strings, "model_generation_defaults_ignored": own,
-                "logits_processors": [type(lp).__name__ for lp in self.logits_processors]}
+                "logits_processors": [type(lp).__name__ for lp in self.logits_processors],
+                "call_gate": next((lp.threshold for lp in self.logits_processors if isinstance(lp, CallDecision)),
+                                  None)}
 
     @torch.inference_mode()
     def generate(self, prompts: list[str]) -> list[Generation]:
@@ -99,6 +107,9 @@ class TransformersBackend(Backend):
         batch = batch.to(self.model.device)
         sampling = {} if s.greedy else {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k}
         stops = {"stop_strings": self.stop_strings, "tokenizer": self.tokenizer} if self.stop_strings else {}
+        probes = [lp for lp in self.logits_processors if isinstance(lp, CallDecision)]
+        for lp in probes:
+            lp.reset()
         torch.manual_seed(s.seed)
         start = time.perf_counter()
         out = self.model.generate(
@@ -108,10 +119,12 @@ class TransformersBackend(Backend):
             logits_processor=LogitsProcessorList(self.logits_processors))
         seconds = time.perf_counter() - start
         width = batch["input_ids"].shape[1]
-        return [self._decode(row[width:].tolist(), int(mask.sum()), seconds)
-                for row, mask in zip(out, batch["attention_mask"])]
+        p_call = probes[0].p_call if probes and probes[0].p_call is not None else [None] * len(prompts)
+        return [self._decode(row[width:].tolist(), int(mask.sum()), seconds, p)
+                for row, mask, p in zip(out, batch["attention_mask"], p_call)]
 
-    def _decode(self, new: list[int], prompt_tokens: int, seconds: float) -> Generation:
+    def _decode(self, new: list[int], prompt_tokens: int, seconds: float, p_call: float | None = None
+                ) -> Generation:
         stop = next((i for i, t in enumerate(new) if t in self.stop_ids), None)
         kept = new if stop is None else new[:stop]
         # a row that ended (on a stop string) while others went on is padded to their length
@@ -122,7 +135,7 @@ class TransformersBackend(Backend):
         stopped = stop is not None or cut is not None
         return Generation(text=text if cut is None else text[:cut], prompt_tokens=prompt_tokens,
                           new_tokens=len(kept) + (stop is not None), seconds=seconds,
-                          finish_reason="stop" if stopped else "length")
+                          finish_reason="stop" if stopped else "length", p_call=p_call)
 
 
 BACKENDS = {"transformers": TransformersBackend}

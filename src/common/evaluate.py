@@ -37,8 +37,9 @@ from tqdm.auto import tqdm
 from common.backends import BACKENDS, Backend, GenerationSettings
 from common.checker import check_sample
 from common.datacard import load_split
+from common.decoding import CallDecision, call_start_token
 from common.formats import FORMATS, get_format
-from common.metrics import compute_metrics, latency_summary
+from common.metrics import call_decision, compute_metrics, latency_summary
 from common.models import default_format, load_model, resolve_dtype
 from common.params import load_params, parse_overrides
 from common.provenance import ROOT, git_state, provenance
@@ -48,7 +49,7 @@ from common.tracking import flatten, start_run
 SUITE_PREFIX = "suite:"
 # Parameters that change what is generated: a rerun into the same folder must match them.
 GENERATION_KEYS = ("model", "adapter", "merge_adapter", "data", "format", "backend", "dtype",
-                   "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed")
+                   "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "call_gate")
 # Parameters that only change scoring: `--score-only --set` may change these.
 SCORING_KEYS = ("strict_strings",)
 
@@ -74,6 +75,9 @@ class EvalParams(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(0, ge=0, description="top-k cut when sampling; 0 turns it off")
     repetition_penalty: float = Field(1.0, gt=0, description="1.0 is none (the SLM paper used 1.1)")
+    call_gate: float | None = Field(None, gt=0, lt=1, description=(
+        "decide call/no-call at the first token: call iff P(call) >= this (decoding.CallDecision); "
+        "None leaves the decision to plain decoding. P(call) is recorded either way"))
     seed: int = 42
     latency_requests: int = Field(20, ge=0, description="samples re-run one at a time to time requests")
     strict_strings: bool = Field(False, description="compare strings exactly, not BFCL-normalised")
@@ -269,6 +273,8 @@ def score(out: str | Path, samples: list[Sample] | None = None,
     latency = read_jsonl(out / "latency.jsonl")
     metrics = compute_metrics(verdicts)
     metrics["kinetic"]["latency"] = latency_summary([r["seconds"] for r in latency])
+    metrics["decision"] = call_decision([predictions[s.id].get("p_call") for s in samples],
+                                        [bool(s.expected_calls) for s in samples])
     invocations = run.get("invocations", [])
     keys = dict.fromkeys([*(k for i in invocations for k in i["timings"] if k != "total_s"), "total_s"])
     timings = {k: sum(i["timings"].get(k, 0.0) for i in invocations) for k in keys}
@@ -291,6 +297,19 @@ def score(out: str | Path, samples: list[Sample] | None = None,
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _decision_rows(d: dict[str, Any] | None, generation: dict[str, Any]) -> list[str]:
+    if not d or not d["n"]:
+        return []
+    auc = "n/a" if d["auc"] is None else f"{d['auc']:.3f}"
+    mean = lambda x: "n/a" if x is None else f"{x:.2f}"
+    gate = generation.get("call_gate")
+    return [f"| decision | call/no-call ROC AUC of P(call) at the first token (n={d['n']}) | {auc} |",
+            f"| decision | mean P(call) where a call / no call is expected | "
+            f"{mean(d['mean_p_call_when_call_expected'])} / {mean(d['mean_p_call_when_none_expected'])} |",
+            f"| decision | accuracy of \"call iff P(call) >= 0.5\" | {_pct(d['accuracy_at_half'])} |",
+            f"| decision | call gate used when decoding | {'none (plain decoding)' if gate is None else gate} |"]
 
 
 def summary_table(results: dict[str, Any]) -> str:
@@ -318,6 +337,7 @@ def summary_table(results: dict[str, Any]) -> str:
         f"| smol-tools | JSON validity | {_pct(st['json_validity'])} |",
         f"| smol-tools | argument correctness | {_pct(st['argument_correctness'])} |",
         f"| smol-tools | no-tool accuracy | {_pct(st['no_tool_accuracy'])} |",
+        *_decision_rows(m.get("decision"), results.get("generation") or {}),
         "", "| scenario | n | accuracy | tool-selection F1 |", "|---|---|---|---|",
         *(f"| {s} | {d['count']} | {_pct(d['accuracy'])} | {_pct(d['tool_selection_f1'])} |"
           for s, d in st["per_scenario"].items()),
@@ -374,8 +394,14 @@ def _evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None) -
         save("model_load_s", t)
         settings = GenerationSettings(params.max_new_tokens, params.temperature, params.top_p, params.top_k,
                                       params.repetition_penalty, params.seed)
+        call_token = call_start_token(fmt, tokenizer)
+        if params.call_gate is not None and call_token is None:
+            raise ValueError(f"call_gate needs the token every {params.format} call starts with, and this "
+                             "tokenizer merges it with the function name; drop call_gate for this model")
+        probe = [] if call_token is None else [CallDecision(call_token, params.call_gate)]
         backend = BACKENDS[params.backend](model, tokenizer, settings,
-                                           stop_texts=(fmt.end_of_turn(tokenizer), *fmt.stop_texts))
+                                           stop_texts=(fmt.end_of_turn(tokenizer), *fmt.stop_texts),
+                                           logits_processors=probe)
         run["backend"] = backend.describe()
         prompts = {s.id: fmt.render_prompt(s.tools, s.messages, tokenizer) for s in samples}
         t = time.perf_counter()
@@ -400,7 +426,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("params", nargs="*", help="YAML parameter files, merged in order")
     for name, field in EvalParams.model_fields.items():
-        if name in {"model", "adapter", "data", "format", "out", "limit", "run", "device"}:
+        if name in {"model", "adapter", "data", "format", "out", "limit", "run", "device", "experiment"}:
             parser.add_argument(f"--{name}", type=int if name == "limit" else str, help=field.description)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help=f"override any parameter: {', '.join(EvalParams.model_fields)}")

@@ -222,6 +222,33 @@ def compute_metrics(vs: list[Verdict]) -> dict[str, Any]:
     return out
 
 
+def call_decision(p_call: list[float | None], expects_call: list[bool]) -> dict[str, Any]:
+    """How well P(call) at the first token (decoding.CallDecision) separates the samples
+    that need a call from those that need none, apart from what decoding then did.
+
+    `auc` is the ROC AUC (0.5: the model does not know when to call; 1: it always gives
+    the call more probability where one is needed); `accuracy_at_half` is the decision
+    "call iff P(call) >= 0.5" against the samples' needs. None where P(call) was not
+    recorded (older predictions, a format without a shared first token) or one class is absent.
+    """
+    pairs = [(p, y) for p, y in zip(p_call, expects_call) if p is not None]
+    out: dict[str, Any] = {"n": len(pairs), "auc": None, "accuracy_at_half": None,
+                           "mean_p_call_when_call_expected": None, "mean_p_call_when_none_expected": None}
+    if not pairs:
+        return out
+    p = np.array([x for x, _ in pairs])
+    y = np.array([t for _, t in pairs])
+    out["accuracy_at_half"] = float(np.mean((p >= 0.5) == y))
+    if y.any():
+        out["mean_p_call_when_call_expected"] = float(p[y].mean())
+    if (~y).any():
+        out["mean_p_call_when_none_expected"] = float(p[~y].mean())
+    if y.any() and (~y).any():
+        from sklearn.metrics import roc_auc_score
+        out["auc"] = float(roc_auc_score(y, p))
+    return out
+
+
 def head_to_head(a: list[Verdict], b: list[Verdict]) -> dict[str, Any]:
     """Kinetic's sample breakdown of two models on the same samples, with McNemar's
     exact test (a two-sided binomial test on the discordant pairs)."""
