@@ -75,6 +75,8 @@ class TransformersBackend(Backend):
                  stop_texts: tuple[str, ...] = (), logits_processors: list[Any] | None = None):
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
         self.logits_processors = list(logits_processors or [])
+        # the processor that records P(call) into each Generation, if one was given
+        self.call_probe = next((lp for lp in self.logits_processors if isinstance(lp, CallDecision)), None)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         own = model.generation_config.eos_token_id if model.generation_config is not None else None
@@ -94,8 +96,7 @@ class TransformersBackend(Backend):
                 "device": str(p.device), "stop_tokens": self.tokenizer.convert_ids_to_tokens(self.stop_ids),
                 "stop_strings": self.stop_strings, "model_generation_defaults_ignored": own,
                 "logits_processors": [type(lp).__name__ for lp in self.logits_processors],
-                "call_gate": next((lp.threshold for lp in self.logits_processors if isinstance(lp, CallDecision)),
-                                  None)}
+                "call_gate": self.call_probe.threshold if self.call_probe else None}
 
     @torch.inference_mode()
     def generate(self, prompts: list[str]) -> list[Generation]:
@@ -107,9 +108,8 @@ class TransformersBackend(Backend):
         batch = batch.to(self.model.device)
         sampling = {} if s.greedy else {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k}
         stops = {"stop_strings": self.stop_strings, "tokenizer": self.tokenizer} if self.stop_strings else {}
-        probes = [lp for lp in self.logits_processors if isinstance(lp, CallDecision)]
-        for lp in probes:
-            lp.reset()
+        if self.call_probe:
+            self.call_probe.reset()
         torch.manual_seed(s.seed)
         start = time.perf_counter()
         out = self.model.generate(
@@ -119,7 +119,8 @@ class TransformersBackend(Backend):
             logits_processor=LogitsProcessorList(self.logits_processors))
         seconds = time.perf_counter() - start
         width = batch["input_ids"].shape[1]
-        p_call = probes[0].p_call if probes and probes[0].p_call is not None else [None] * len(prompts)
+        p_call = (self.call_probe.p_call if self.call_probe and self.call_probe.p_call is not None
+                  else [None] * len(prompts))
         return [self._decode(row[width:].tolist(), int(mask.sum()), seconds, p)
                 for row, mask, p in zip(out, batch["attention_mask"], p_call)]
 
