@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart data train bench evaluate test clean-cache
+.PHONY: install quickstart data train bench evaluate sweep figures calibrate test clean-cache
 
 install: $(STAMP)
 
@@ -16,9 +16,10 @@ $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# The main job on the embedded default: SmolLM2-135M-Instruct on the 40-case suite, CPU.
+# The main job on the embedded default, CPU, ~30 min: data -> untrained eval -> LoRA SFT ->
+# call gate + adapter eval -> notebook 07 -> reports/quickstart/README.md
 quickstart: install
-	$(BIN)/python -m common.evaluate params/evaluate.yaml
+	$(BIN)/python -m common.quickstart params/quickstart.yaml $(ARGS)
 
 # The offline datasets (train + 300-sample eval) into data/offline-default, ~30 s.
 # Others: make data PARAMS="params/data.yaml params/data_generic.yaml"
@@ -40,6 +41,19 @@ bench: install
 # Any evaluation: make evaluate ARGS="--model gemma-3-270m --format functiongemma"
 evaluate: install
 	$(BIN)/python -m common.evaluate $(ARGS)
+
+# A notebook once per parameter set through papermill: make sweep SWEEP=lora_rank (or data_scale)
+SWEEP ?= lora_rank
+sweep: install
+	$(BIN)/python -m common.sweep params/sweeps/$(SWEEP).yaml $(ARGS)
+
+# Every figure under reports/, redrawn from the saved results (no model, no W&B)
+figures: install
+	$(BIN)/python -m common.figures
+
+# The call gate of a finished training run: make calibrate RUN=runs/quickstart/lora-sft
+calibrate: install
+	$(BIN)/python -m common.calibrate $(RUN) $(ARGS)
 
 test: install
 	WANDB_MODE=disabled $(BIN)/python -m pytest

@@ -199,7 +199,7 @@ def test_every_shipped_params_file_is_valid():
 
 def test_ci_params_run_the_tiny_model(tmp_path):
     from common.provenance import ROOT
-    results = ev.main([str(ROOT / "params" / "ci.yaml"), "--out", str(tmp_path / "ci")])
+    results = ev.main([str(ROOT / "params" / "evaluate_ci.yaml"), "--out", str(tmp_path / "ci")])
     assert results["n_samples"] == 4 and results["latency_mode"]["requests"] == 2
 
 

@@ -96,7 +96,9 @@ class TransformersBackend(Backend):
                 "device": str(p.device), "stop_tokens": self.tokenizer.convert_ids_to_tokens(self.stop_ids),
                 "stop_strings": self.stop_strings, "model_generation_defaults_ignored": own,
                 "logits_processors": [type(lp).__name__ for lp in self.logits_processors],
-                "call_gate": self.call_probe.threshold if self.call_probe else None}
+                "call_gate": self.call_probe.threshold if self.call_probe else None,
+                # the base model's size (a PEFT wrapper's parameters include the adapter's)
+                "parameters": sum(t.numel() for n, t in self.model.named_parameters() if "lora_" not in n)}
 
     @torch.inference_mode()
     def generate(self, prompts: list[str]) -> list[Generation]:

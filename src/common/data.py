@@ -80,6 +80,8 @@ class DataParams(BaseModel):
     eval_seed: int = 42
     eval_from: str | None = Field(None, description="reuse the eval split of this build (and keep training disjoint from it)")
     unseen_tools_fraction: float = Field(0.0, ge=0, lt=1, description="hold out this share of each toolkit's tools for eval only")
+    quality_filter: bool = Field(True, description="drop what the quality filter rejects; false keeps it in the "
+                                 "training split (counted as `kept_unfiltered`), for the filtered-vs-dirty ablation")
 
     @field_validator("scenario_mix")
     @classmethod
@@ -219,10 +221,13 @@ def generate(p: DataParams, writer: SampleWriter, plan: dict[str, dict[str, int]
                 if s is None:
                     continue
                 kept, report = quality.quality_filter([s], seen)
-                drops["dropped"].update(report["dropped"])
                 for reason, example in report["examples"].items():
                     drops["examples"].setdefault(reason, example)
-                if not kept:
+                if not kept and not p.quality_filter and "duplicate_request" not in report["dropped"]:
+                    # a dirty sample stays (a repeated request would collide with the other's id)
+                    drops["dropped"]["kept_unfiltered"] += 1
+                elif not kept:
+                    drops["dropped"].update(report["dropped"])
                     continue
                 fitted, tokens = meter.fit(s)
                 if fitted is None:

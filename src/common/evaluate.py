@@ -42,7 +42,7 @@ from common.formats import FORMATS, get_format
 from common.metrics import call_decision, compute_metrics, latency_summary
 from common.models import default_format, load_model, resolve_dtype
 from common.params import load_params, parse_overrides
-from common.provenance import ROOT, git_state, provenance
+from common.provenance import ROOT, git_state, provenance, reports_root
 from common.samples import Sample, read_samples
 from common.tracking import flatten, start_run
 
@@ -102,7 +102,7 @@ class EvalParams(BaseModel):
     def resolved(self) -> EvalParams:
         """Defaults that depend on other parameters, filled in."""
         run = self.run or Path(self.model).name + (f"+{Path(self.adapter).name}" if self.adapter else "")
-        out = self.out or str(ROOT / "reports" / self.experiment / run)
+        out = self.out or str(reports_root() / self.experiment / run)
         dtype = str(resolve_dtype(self.dtype, self.device)).removeprefix("torch.")
         return self.model_copy(update={"run": run, "out": out, "dtype": dtype,
                                        "format": self.format or default_format(self.model)})

@@ -265,3 +265,42 @@ def head_to_head(a: list[Verdict], b: list[Verdict]) -> dict[str, Any]:
     p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
     return {"both": both, "only_a": only_a, "only_b": only_b, "neither": neither,
             "net": only_a - only_b, "mcnemar_exact_p": float(p)}
+
+
+def bootstrap_ci(correct: list[bool], level: float = 0.95, resamples: int = 2000, seed: int = 0
+                 ) -> list[float] | None:
+    """Percentile bootstrap interval (scipy.stats.bootstrap) of an accuracy, the interval
+    the 07 figures draw; `proportion_ci` (Wilson) is the one results files record."""
+    if not correct:
+        return None
+    from scipy.stats import bootstrap
+    x = np.asarray(correct, dtype=float)
+    if x.min() == x.max():  # every resample is the same: the interval is the point
+        return [float(x[0]), float(x[0])]
+    res = bootstrap((x,), np.mean, confidence_level=level, n_resamples=resamples, method="percentile",
+                    random_state=np.random.default_rng(seed))
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+
+
+def paired_difference(a: list[Verdict], b: list[Verdict], level: float = 0.95, resamples: int = 4000,
+                      seed: int = 0) -> dict[str, Any]:
+    """Accuracy of A minus accuracy of B on the same samples, with a paired percentile
+    bootstrap interval (samples resampled together, so the pairing is kept). The
+    difference is "significant" here when the interval excludes zero."""
+    bv = {v.id: v for v in b}
+    if len(a) != len(b) or any(v.id not in bv for v in a):
+        raise ValueError("a paired difference needs both runs on the same samples")
+    x = np.asarray([v.correct for v in a], dtype=float)
+    y = np.asarray([bv[v.id].correct for v in a], dtype=float)
+    diff = float(x.mean() - y.mean()) if len(x) else None
+    ci = None
+    if len(x) and np.any(x != y):
+        from scipy.stats import bootstrap
+        res = bootstrap((x, y), lambda p, q, axis=-1: p.mean(axis=axis) - q.mean(axis=axis), paired=True,
+                        vectorized=True, confidence_level=level, n_resamples=resamples, method="percentile",
+                        random_state=np.random.default_rng(seed))
+        ci = [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+    elif len(x):
+        ci = [0.0, 0.0]
+    return {"difference": diff, "ci": ci, "level": level, "n": int(len(x)),
+            "excludes_zero": bool(ci is not None and (ci[0] > 0 or ci[1] < 0))}

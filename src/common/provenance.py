@@ -64,3 +64,19 @@ def hardware() -> dict[str, Any]:
 def provenance() -> dict[str, Any]:
     return {"git": git_state(), "libraries": library_versions(), "hardware": hardware(),
             "argv": sys.argv}
+
+
+def reports_root() -> Path:
+    """reports/ of the project, or TOOLCALL_LAB_REPORTS (the tests point it at a temporary folder)."""
+    return Path(os.environ.get("TOOLCALL_LAB_REPORTS") or ROOT / "reports")
+
+
+def runs_root() -> Path:
+    """runs/ (training outputs, not committed), or TOOLCALL_LAB_RUNS."""
+    return Path(os.environ.get("TOOLCALL_LAB_RUNS") or ROOT / "runs")
+
+
+def shown(path: str | Path) -> str:
+    """A path as a reader sees it: relative to the project root when inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)

@@ -43,7 +43,7 @@ from common.evaluate import (
 )
 from common.formats import get_format
 from common.params import load_params, parse_overrides
-from common.provenance import ROOT, git_state, provenance
+from common.provenance import ROOT, git_state, provenance, runs_root
 from common.tracking import NoRun, flatten, resolve_mode, start_run
 from common.trainers import TARGETS, HistoryFile, lora_config, parameter_counts
 
@@ -122,6 +122,8 @@ class SFTParams(TrainParams):
                                   "curve; null: none")
     eval_limit: int = Field(48, ge=0, description="eval-loss samples (drawn at random); 0: no eval loss")
     eval_steps: int | None = Field(None, ge=1, description="eval loss every N steps; default: 5 times a run")
+    decision_weight: float = Field(1.0, ge=1.0, description=(
+        "weight of each answer's first token in the loss (the call/no-call decision); 1 is the plain loss"))
     packing: bool = Field(False, description="padding-free packing (TRL's bfd) into max_length rows; "
                           "needs flash-attention (GPU)")
 
@@ -169,7 +171,7 @@ def resolve(params: TrainParams, stage: str) -> TrainParams:
         update |= {k: sft_run["params"][k] for k in FROM_SFT}
     p = params.model_copy(update=update)
     run = p.run or f"{Path(p.model).name}-{stage}-{p.method}"
-    out = p.out or str(ROOT / "runs" / p.experiment / run)
+    out = p.out or str(runs_root() / p.experiment / run)
     from common.models import default_format
     return p.model_copy(update={"run": run, "out": out, "format": p.format or default_format(p.model)})
 
@@ -475,7 +477,7 @@ def train_sft(params: SFTParams | dict[str, Any], callbacks: list[Any] = ()) -> 
         peft_config=None if p.method == "full" else lora_config(p.lora_r, p.lora_alpha, p.lora_dropout,
                                                                 p.target_modules),
         callbacks=[HistoryFile(out / "history.jsonl"), *callbacks], cpu_autocast=cpu_autocast,
-        own_loss=p.loss_impl == "completion_logits")
+        own_loss=p.loss_impl == "completion_logits", decision_weight=p.decision_weight)
     print(f"[train] sft {p.method} of {p.model} on {len(train.rows)} sequences ({train.tokens:,} tokens), "
           f"{steps} steps, {device}/{precision}{' (autocast)' if cpu_autocast else ''}, into {out}"
           + (f"; resuming from {Path(checkpoint).name}" if checkpoint else ""), flush=True)

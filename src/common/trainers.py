@@ -52,11 +52,17 @@ class CompletionSFTTrainer(SFTTrainer):
     `cpu_autocast`: run the forward under bf16 autocast here rather than through
     `TrainingArguments(bf16=True)`; measured, accelerate's wrapped forward gave
     185 tokens/s where this gave 230-250 on the same steps and the same losses.
+
+    `decision_weight`: the loss of each answer's first token (where the model decides
+    between starting a call and replying) counts this many times. It is one token of
+    the ~40 in an answer, so at weight 1 a short run learns the call format long before
+    it learns when to call (LOG.md, 2026-11-23); 1.0 is the plain loss.
     """
 
-    def __init__(self, *args: Any, cpu_autocast: bool = False, own_loss: bool = True, **kwargs: Any):
+    def __init__(self, *args: Any, cpu_autocast: bool = False, own_loss: bool = True,
+                 decision_weight: float = 1.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.cpu_autocast, self.own_loss = cpu_autocast, own_loss
+        self.cpu_autocast, self.own_loss, self.decision_weight = cpu_autocast, own_loss, decision_weight
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
@@ -65,6 +71,8 @@ class CompletionSFTTrainer(SFTTrainer):
         # (DFT loss, label smoothing, a MoE router's auxiliary loss)
         if (not self.own_loss or self.args.loss_type != "nll" or self.label_smoother is not None
                 or self.aux_loss_enabled):
+            if self.decision_weight != 1.0:
+                raise ValueError("decision_weight needs the completion_logits loss with loss_type nll")
             with autocast:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         mode = "train" if self.model.training else "eval"
@@ -78,9 +86,15 @@ class CompletionSFTTrainer(SFTTrainer):
         logits = outputs.logits.float()
         target = target[:, keep]
         mask = target != -100
+        # each row's first labelled token: the call/no-call decision (one answer per row
+        # unpacked; packed rows hold several answers and are weighted at their first only)
+        first = mask & (mask.cumsum(dim=1) == 1)
+        # (the eval loss stays the plain loss, comparable across weights)
+        weight = torch.where(first, self.decision_weight if mode == "train" else 1.0, 1.0)[mask]
         logits, target = logits[mask], target[mask]
         num_tokens = mask.sum() if num_items_in_batch is None else num_items_in_batch
-        loss = F.cross_entropy(logits, target, reduction="sum") / torch.as_tensor(num_tokens).clamp(min=1)
+        ce = F.cross_entropy(logits, target, reduction="none")
+        loss = (ce * weight).sum() / torch.as_tensor(num_tokens).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as TRL does
         with torch.no_grad():

@@ -1,0 +1,193 @@
+"""The main job: data -> untrained model -> LoRA SFT -> fine-tuned model -> comparison, on the CPU.
+
+    python -m common.quickstart params/quickstart.yaml          # make quickstart (about 30 min, 2 cores)
+    python -m common.quickstart params/quickstart.yaml params/quickstart_qwen3_4b.yaml   # Qwen3-4B, a GPU
+
+Stages, each printed with its wall time, each resumable (rerun the command after an
+interruption and finished stages are skipped: the data build, the evaluations'
+predictions, the training checkpoints, the call gate):
+1. build the offline dataset (`common.data`, params/data.yaml);
+2. evaluate the untrained model on the first `eval_set.limit` held-out samples;
+3. LoRA SFT on `sft_set.limit` training samples (`common.train`);
+4. choose the call gate on training samples the run did not train on (`common.calibrate`),
+   then evaluate the adapter on the same held-out samples with it;
+5. the comparison (notebook 07 through papermill): the Kinetic table, the head-to-head
+   with McNemar's test and the paired bootstrap interval of the difference, figures.
+It ends with `reports/quickstart/README.md`: the table, the figures, the times and the
+commands that run the same pipeline with Qwen3-4B on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common import experiment as ex
+from common.params import load_params, parse_overrides
+from common.provenance import reports_root, shown
+
+
+class QuickstartParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    data_params: list[str] = Field(["params/data.yaml"], description="the data build's parameter files")
+    eval_params: list[str] = Field(["params/evaluate.yaml"], description="the evaluation's parameter files")
+    eval_set: dict[str, Any] = Field(default_factory=dict, description="evaluation overrides (both models)")
+    sft_params: list[str] = Field(["params/sft.yaml"], description="the training's parameter files")
+    sft_set: dict[str, Any] = Field(default_factory=dict, description="training overrides")
+    gate_samples: int = Field(160, ge=8, description="unused training samples the call gate is chosen on")
+    gate_no_call_accuracy: float | None = Field(0.8, gt=0, lt=1, description=(
+        "the gate answers at least this share of calibration samples that need no call without one; "
+        "None: no gate, plain greedy decoding"))
+    experiment: str = Field("quickstart", description="reports/<experiment>/ and runs/<experiment>/")
+    run: str = Field("lora-sft", description="the fine-tuned run's name")
+    baseline: str = Field("untrained", description="the untrained run's name")
+    gpu_command: str = Field("python -m common.quickstart params/quickstart.yaml params/quickstart_qwen3_4b.yaml",
+                             description="the command the report gives for the real model on a GPU")
+    wandb: str = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
+
+
+def run(p: QuickstartParams) -> dict[str, Any]:
+    from common.data import DataParams, build
+    from common.notebooks import execute
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    out = reports_root() / p.experiment
+    eval_set = {**p.eval_set, "experiment": p.experiment, "wandb": p.wandb, "wandb_group": p.experiment}
+    sft_set = {**p.sft_set, "wandb": p.wandb}
+    # every parameter is checked before the first stage runs
+    data_p = load_params(DataParams, p.data_params)
+    from common.train import SFTParams
+    base_model = ex.eval_params(p.eval_params, eval_set).model
+    tuned_model = load_params(SFTParams, p.sft_params, sft_set).model
+    if base_model != tuned_model:
+        raise ValueError(f"the untrained model ({base_model}, from the evaluation's parameters) is not the one "
+                         f"fine-tuned ({tuned_model}, from the training's); set the same `model` in eval_set and sft_set")
+
+    with ex.stage("1/5 build the data", timings):
+        card = build(data_p)
+    with ex.stage("2/5 evaluate the untrained model", timings):
+        base = ex.evaluate_model(p.eval_params, {**eval_set, "run": p.baseline, "out": str(out / p.baseline)})
+    fine = ex.sft_and_evaluate(p.experiment, p.run, p.sft_params, sft_set, p.eval_params, eval_set,
+                               p.gate_samples, p.gate_no_call_accuracy, wandb_group=p.experiment, timings=timings)
+    # stages 3 and 4 under the quickstart's names
+    timings = {"1/5 build the data": timings["1/5 build the data"],
+               "2/5 evaluate the untrained model": timings["2/5 evaluate the untrained model"],
+               "3/5 LoRA SFT": timings[f"train {p.run}"],
+               "4/5 call gate + evaluate the fine-tuned model": timings.get(f"calibrate the call gate of {p.run}", 0.0)
+               + timings[f"evaluate {p.run}"]}
+    # the fine-tuned evaluation sits in reports/<experiment>/<run>/eval; the report names it <run>
+    shutil.rmtree(out / p.run / "train", ignore_errors=True)
+    ex.copy_history(fine["train"], out / p.run / "train" / "history.json")
+    (out / p.run / "train" / "results.json").write_text(json.dumps(ex.training_summary(fine["train"]), indent=2) + "\n")
+    if fine["gate"]:
+        gate = {k: v for k, v in fine["gate"].items() if k != "samples"}
+        (out / p.run / "call_gate.json").write_text(json.dumps(gate, indent=2) + "\n")
+    with ex.stage("5/5 compare (notebook 07)", timings):
+        execute("07_benchmark", out, {
+            "experiment": p.experiment, "run": "comparison", "out_dir": shown(out),
+            "title": f"quickstart: {base['model']} untrained vs + LoRA SFT",
+            "evals": {p.baseline: shown(out / p.baseline),
+                      p.run: shown(Path(fine["eval_dir"]))},
+            "a": p.run, "b": p.baseline,
+            "histories": {p.run: shown(out / p.run / "train" / "history.json")}})
+    comp = json.loads((out / "comparison.json").read_text())
+    timings["total"] = round(time.perf_counter() - started, 1)
+    report = write_report(p, out, comp, timings, fine, card)
+    print("\n" + "\n".join(f"{k:<48} {v / 60:6.1f} min" for k, v in timings.items()))
+    print("\n".join(verdict_lines(comp)).replace("**", ""))
+    print(f"quickstart done in {timings['total'] / 60:.1f} min; report: {shown(report)}")
+    return {"comparison": comp, "timings": timings, "report": str(report)}
+
+
+def verdict_lines(comp: dict[str, Any]) -> list[str]:
+    """The done-when of the quickstart, read off the comparison: a significant gain, and
+    no-tool accuracy kept at 70% or more (a model that learns to always call fails it)."""
+    h = comp["head_to_head"]
+    d = h["difference"]
+    no_tool = {r["model"]: r for r in comp["table"]}[h["a"]]["no_tool_accuracy"]
+    ci = d["ci"] or [float("nan")] * 2
+    beats = d["excludes_zero"] and d["difference"] > 0
+    kept = no_tool is not None and no_tool >= 0.7
+    interval = "the interval excludes zero" if d["excludes_zero"] else "the interval includes zero: no significant difference"
+    no_tool_text = "n/a (no sample here needs no call)" if no_tool is None else (
+        f"**{100 * no_tool:.1f}%** ({'at or above' if kept else 'below'} the 70% this repository asks of a fine-tuned model)")
+    verdict = ("**the fine-tuned model beats the untrained one** and still answers requests that need no call without one"
+               if beats and kept else "**the bar is not met** (see LOG.md)")
+    return [f"- **{h['a']} minus {h['b']}: {100 * d['difference']:+.1f} points** of accuracy (95% paired bootstrap CI "
+            f"{100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}; McNemar exact p = {h['mcnemar_exact_p']:.3g}): {interval}.",
+            f"- No-tool accuracy of {h['a']}: {no_tool_text}.",
+            f"- Verdict: {verdict}."]
+
+
+def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: dict[str, float],
+                 fine: dict[str, Any], card: dict[str, Any]) -> Path:
+    tr, gate = fine["train"], fine["gate"]
+    ev = fine["eval"]
+    thr = tr["throughput"]
+    figs = sorted((out / "figures").glob("*.png"))
+    lines = [
+        "# Quickstart report", "",
+        "`make quickstart` (`python -m common.quickstart params/quickstart.yaml`) on {ev['provenance']['hardware'].get('cpus')} CPU "
+        f"cores ({ev['provenance']['hardware'].get('cpu', 'cpu')}), commit "
+        f"`{(ev['provenance']['git']['commit'] or 'unknown')[:10]}`"
+        f"{' (uncommitted changes)' if ev['provenance']['git']['dirty'] else ''}.", "",
+        f"Model `{tr['model']}`; held-out samples: the first {ev['n_samples']} of the eval split of `{ev['data']}` "
+        f"(drawn with seed {card['params']['eval_seed']}, never trained on); greedy decoding.", "",
+        "## Result", "", *verdict_lines(comp), "",
+        ex.markdown_table(comp["table"]),
+        "Intervals in the table are Wilson 95% intervals; the figures draw percentile bootstrap intervals.", "",
+        "## How the fine-tuned model was made", "",
+        f"- LoRA r{tr['params']['lora_r']}/α{tr['params']['lora_alpha']} on {tr['params']['target_modules']} "
+        f"projections, lr {tr['params']['learning_rate']}, {tr['params']['lr_scheduler']} with "
+        f"{tr['params']['warmup_ratio']:.0%} warmup, {tr['data']['train']['sequences']} training samples drawn at random, "
+        f"{tr['steps']} optimizer steps of {tr['params']['batch_size']} × {tr['params']['gradient_accumulation_steps']}; "
+        f"{thr.get('tokens', 0):,} tokens at {thr.get('tokens_per_s')} tokens/s.",
+        (f"- Call gate: the first token decides call or no call by P(call) ≥ **{gate['threshold']:.3f}**, "
+         f"chosen on {gate['n']} training samples this run did not train on so that at least "
+         f"{gate['target_no_call_accuracy']:.0%} of those needing no call get none (there: calls on "
+         f"{gate['call_recall']:.0%} of the samples that need one, none on {gate['no_call_accuracy']:.0%} of the "
+         f"others; ROC AUC {gate['auc']:.3f}). Without it, greedy decoding calls on nearly every request after "
+         "this little training (LOG.md). The untrained model decodes plainly: it rarely calls, so a gate "
+         "could only lower its accuracy.") if gate else "- No call gate: plain greedy decoding.",
+        "", "## Time by stage", "", "| stage | wall time |", "|---|---|",
+        *(f"| {k} | {v / 60:.1f} min |" for k, v in timings.items()), "",
+        "## Figures", "", *(f"![{f.stem}](figures/{f.name})" for f in figs), "",
+        "## Files", "",
+        "- `comparison.json`: the table, head-to-head, latencies and histories these figures are drawn from "
+        "(`make figures` redraws them from it).",
+        f"- `{p.baseline}/` and `{p.run}/eval/`: each evaluation's `results.json` and `summary.md` "
+        "(predictions and verdicts stay local).",
+        f"- `{p.run}/train/`: the training's history and summary; `{p.run}/call_gate.json`: the gate's calibration.",
+        "", "## The same pipeline with Qwen3-4B-Instruct-2507 on a GPU", "",
+        "```bash",
+        "make install",
+        "python -m common.data build params/data_kinetic.yaml            # 10 tools per prompt, Kinetic's mix",
+        p.gpu_command,
+        "```", "",
+        "`params/quickstart_qwen3_4b.yaml` swaps in Kinetic-4B's recipe (`params/sft_kinetic.yaml`: LoRA r64/α128 on "
+        "all projections, lr 2e-4, 2 epochs, cosine, 5% warmup, bf16) and `params/evaluate_qwen3_4b.yaml` "
+        "(the 300 held-out samples on `cuda`). It needs the model in the Hugging Face cache or "
+        "`TOOLCALL_LAB_ALLOW_DOWNLOAD=1`.", ""]
+    path = out / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("params", nargs="*", default=["params/quickstart.yaml"], help="YAML files, merged in order")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help=f"override a parameter: {', '.join(QuickstartParams.model_fields)}")
+    args = parser.parse_args(argv)
+    return run(load_params(QuickstartParams, args.params, parse_overrides(args.set)))
+
+
+if __name__ == "__main__":
+    main()
