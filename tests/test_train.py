@@ -128,6 +128,37 @@ def test_completion_logits_loss_equals_trls_loss(tmp_path, samples):
     assert len(trainer._metrics["train"]["mean_token_accuracy"]) == 2
 
 
+def test_decision_weight_adds_the_first_answer_tokens_loss(tmp_path, samples):
+    """With weight w, the train loss is the plain loss plus (w - 1) x each row's first-token
+    loss over the token count; the eval loss stays the plain loss."""
+    import torch.nn.functional as F
+    from datasets import Dataset
+    from trl import SFTConfig
+    model, tok = load_model("tiny-random-llama", dtype="float32")
+    enc = sft_rows(samples[:3], get_format("hermes"), tok, 4096)
+    ds = Dataset.from_list([{k: r[k] for k in ("input_ids", "completion_mask")} for r in enc.rows])
+    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=3, use_cpu=True, report_to=[],
+                     completion_only_loss=True, max_length=4096)
+    trainer = CompletionSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                                   decision_weight=5.0)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.train()
+    with torch.no_grad():
+        weighted = trainer.compute_loss(trainer.model, dict(batch))
+        trainer.decision_weight = 1.0
+        plain = trainer.compute_loss(trainer.model, dict(batch))
+        logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"][:, 1:]
+        firsts = [(row, int((labels[row] != -100).nonzero()[0])) for row in range(labels.shape[0])]
+        first_loss = sum(F.cross_entropy(logits[r, c][None], labels[r, c][None]) for r, c in firsts)
+        n = (labels != -100).sum()
+        trainer.decision_weight = 5.0
+        trainer.model.eval()
+        evaluated = trainer.compute_loss(trainer.model, dict(batch))
+    assert torch.allclose(weighted, plain + 4 * first_loss / n, rtol=1e-4)
+    assert torch.allclose(evaluated, plain, rtol=1e-4)
+
+
 # -- what training changes -------------------------------------------------------------------
 class Snapshot(TrainerCallback):
     """Every parameter (trainable or not) when training begins."""
