@@ -332,3 +332,14 @@ def test_a_teacher_writes_the_requests_and_the_filter_checks_them():
     bad = [careless.make("parallel", "mail", f"c/{i}", 0) for i in range(8)]
     _, report = quality.quality_filter([s for s in bad if s is not None])
     assert report["dropped"].get("value_not_in_request", 0) > 0
+
+
+def test_unfiltered_build_keeps_dirty_samples_but_never_a_held_out_request(built, tmp_path):
+    from common.datacard import load_split
+    tmp, _ = built
+    card = data.build(_params(tmp_path, quality_filter=False, eval_from=str(tmp / "t")))
+    assert card["params"]["quality_filter"] is False
+    key = lambda s: quality.normalize_request(quality.request_text(s))
+    train = [key(s) for s in load_split(tmp_path / "t", "train")]
+    held_out = {key(s) for s in load_split(tmp / "t", "eval")}
+    assert not held_out & set(train) and len(train) == len(set(train))

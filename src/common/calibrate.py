@@ -85,7 +85,8 @@ def choose_threshold(p_call: list[float], expects_call: list[bool], no_call_accu
         raise ValueError("calibration needs samples that expect a call and samples that expect none; "
                          f"these {len(y)} are all of one kind")
     # Candidates: every observed value (calling at and above it) and "never call".
-    candidates = np.unique(np.concatenate([p, [np.nextafter(p.max(), 1.0)]]))
+    # (kept strictly inside (0, 1), as the gate requires, before choosing, so the choice holds)
+    candidates = np.unique(np.clip(np.concatenate([p, [np.nextafter(p.max(), 1.0)]]), 1e-6, 1 - 1e-6))
     best = None
     for t in candidates:
         call = p >= t
@@ -93,7 +94,7 @@ def choose_threshold(p_call: list[float], expects_call: list[bool], no_call_accu
         recall = float(np.mean(call[y]))
         if specificity >= no_call_accuracy and (best is None or recall > best["call_recall"]):
             best = {"threshold": float(t), "call_recall": recall, "no_call_accuracy": specificity}
-    threshold = float(np.clip(best["threshold"], 1e-6, 1 - 1e-6))
+    threshold = best["threshold"]
     call = p >= threshold
     from sklearn.metrics import roc_auc_score
     return {"threshold": threshold, "target_no_call_accuracy": no_call_accuracy,

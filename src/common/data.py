@@ -223,8 +223,10 @@ def generate(p: DataParams, writer: SampleWriter, plan: dict[str, dict[str, int]
                 kept, report = quality.quality_filter([s], seen)
                 for reason, example in report["examples"].items():
                     drops["examples"].setdefault(reason, example)
-                if not kept and not p.quality_filter and "duplicate_request" not in report["dropped"]:
-                    # a dirty sample stays (a repeated request would collide with the other's id)
+                key = quality.normalize_request(quality.request_text(s))
+                if not kept and not p.quality_filter and key not in seen:
+                    # a dirty sample stays; a repeat never does (it could repeat a held-out request)
+                    seen.add(key)
                     drops["dropped"]["kept_unfiltered"] += 1
                 elif not kept:
                     drops["dropped"].update(report["dropped"])

@@ -146,17 +146,18 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sft_and_evaluate(experiment: str, run: str, sft_files: list[str], sft_set: dict[str, Any],
-                     eval_files: list[str], eval_set: dict[str, Any], gate_samples: int = 160,
-                     gate_no_call_accuracy: float | None = None, wandb_group: str | None = None,
-                     timings: dict[str, float] | None = None) -> dict[str, Any]:
-    """LoRA (or full) SFT into runs/<experiment>/<run>, the call gate chosen on unused
-    training samples (when `gate_no_call_accuracy` is set), then the evaluation into
-    reports/<experiment>/<run>/eval. Returns {train, gate, eval, row}."""
+def train_and_evaluate(stage_name: str, experiment: str, run: str, train_files: list[str],
+                       train_set: dict[str, Any], eval_files: list[str], eval_set: dict[str, Any],
+                       gate_samples: int = 160, gate_no_call_accuracy: float | None = None,
+                       wandb_group: str | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """SFT (LoRA or full) or DPO (`train_set["sft"]` names the SFT run) into
+    runs/<experiment>/<run>, the call gate chosen on unused training samples (when
+    `gate_no_call_accuracy` is set), then the evaluation into reports/<experiment>/<run>/eval.
+    Returns {train, gate, eval, eval_dir, row}."""
     timings = {} if timings is None else timings
     common = {"experiment": experiment, "wandb_group": wandb_group}
     with stage(f"train {run}", timings):
-        tr = train("sft", sft_files, {**sft_set, **common, "run": run})
+        tr = train(stage_name, train_files, {**train_set, **common, "run": run})
     gate = None
     if gate_no_call_accuracy is not None:
         ev = eval_params(eval_files, eval_set)
@@ -190,33 +191,21 @@ def copy_history(tr: dict[str, Any], dest: str | Path) -> Path:
 def notebook_params(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
     """The values of the notebook's declared parameters (as injected or edited), checked:
     an override key its stage does not know fails here, before anything runs."""
+    import types
+
     from common.notebooks import check_parameters, declared_parameters
-    params = {k: namespace[k] for k in declared_parameters(notebook)}
-    check_parameters(notebook, params, "the parameters cell")
+    declared = declared_parameters(notebook)
+    params = {k: namespace[k] for k in declared}
+    # papermill injects an undeclared key without complaint: anything else defined by now is one
+    # (besides IPython's own names, such as In, Out and open, and the setup cell's)
+    shell = namespace.get("get_ipython")
+    setup = {"os", "ROOT", "ex", "P", *(shell().user_ns_hidden if callable(shell) and shell() else ())}
+    extra = {k: v for k, v in namespace.items() if not k.startswith("_") and k not in declared
+             and k not in setup and not isinstance(v, types.ModuleType)}
+    check_parameters(notebook, {**params, **extra}, "the parameters given")
     return params
 
 
 def run_dir(tr: dict[str, Any]) -> Path:
     """A training run's folder (runs/<experiment>/<run>), from its results."""
     return Path(tr["outputs"].get("adapter") or tr["outputs"]["model"]).parent
-
-
-def dpo_and_evaluate(experiment: str, run: str, dpo_files: list[str], dpo_set: dict[str, Any],
-                     eval_files: list[str], eval_set: dict[str, Any], gate_samples: int = 160,
-                     gate_no_call_accuracy: float | None = None, wandb_group: str | None = None,
-                     timings: dict[str, float] | None = None) -> tuple[str, dict[str, Any]]:
-    """DPO from an SFT run (`dpo_set["sft"]`), its call gate, its evaluation; (eval folder, training results)."""
-    timings = {} if timings is None else timings
-    common = {"experiment": experiment, "wandb_group": wandb_group}
-    with stage(f"train {run}", timings):
-        tr = train("dpo", dpo_files, {**dpo_set, **common, "run": run})
-    gate = None
-    if gate_no_call_accuracy is not None:
-        ev = eval_params(eval_files, eval_set)
-        with stage(f"calibrate the call gate of {run}", timings):
-            gate = calibrated_gate(tr, gate_samples, gate_no_call_accuracy, dtype=ev.dtype, device=ev.device)
-    out = report_dir(experiment, run) / "eval"
-    with stage(f"evaluate {run}", timings):
-        evaluate_model(eval_files, {**eval_set, **adapter_of(tr), **common, "run": run, "out": str(out),
-                                    "call_gate": gate["threshold"] if gate else None})
-    return str(out), tr

@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from common.provenance import ROOT
+from common.provenance import ROOT, reports_root
 
 sns.set_theme(style="whitegrid", context="notebook")
 ERROR_PALETTE = "tab10"
@@ -229,7 +229,7 @@ def sweep_figures(path: str | Path) -> list[Path]:
                                 [100 * (p[m + "#ci"] or [p[m]] * 2)[1] for p in pts], alpha=0.2)
         if sweep.get("log_x"):
             ax.set_xscale("log", base=2)
-        ax.set(xlabel=sweep.get("x_label", sweep["x"]), ylabel="%", title=m.split(".")[-1].replace("_", " "))
+        ax.set(xlabel=sweep.get("x_label") or sweep["x"], ylabel="%", title=m.split(".")[-1].replace("_", " "))
         if any(s is not None for s in groups):
             ax.legend(fontsize=8)
     fig.suptitle(f"sweep {sweep['name']}: {len(points)} runs" + (f" ({sweep['note']})" if sweep.get("note") else ""),
@@ -238,9 +238,11 @@ def sweep_figures(path: str | Path) -> list[Path]:
     return [_save(fig, out)]
 
 
-def regenerate(root: str | Path = ROOT / "reports") -> list[Path]:
-    """Every figure under `root`, from the comparison and sweep files found there."""
-    root = Path(root)
+def regenerate(root: str | Path | None = None) -> list[Path]:
+    """Every figure under `root` (default reports/), from the comparison, sweep, results
+    and history files found there. (The data card's figure is drawn by the build, from the
+    data itself, which is not committed.)"""
+    root = Path(root) if root else reports_root()
     made: list[Path] = []
     for p in sorted(root.rglob("comparison.json")):
         made += comparison_figures(p)
@@ -253,18 +255,21 @@ def regenerate(root: str | Path = ROOT / "reports") -> list[Path]:
             continue
         if notebook == "02_router":
             made.append(router_stages(p, p.parent / "router.png"))
+        elif notebook in ("04_lora_ablation", "06_data_scale") and (p.parent / "history.json").exists():
+            made.append(training_dashboard({p.parent.name: json.loads((p.parent / "history.json").read_text())},
+                                           p.parent / "training.png"))
     return made
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", nargs="?", default=str(ROOT / "reports"),
+    parser.add_argument("root", nargs="?", default=None,
                         help="folder searched for comparison.json and sweep.json (default: reports/)")
     args = parser.parse_args(argv)
     made = regenerate(args.root)
     for p in made:
         print(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p)
-    print(f"{len(made)} figures from saved results under {args.root}")
+    print(f"{len(made)} figures from saved results under {args.root or reports_root()}")
     return made
 
 

@@ -294,13 +294,13 @@ def paired_difference(a: list[Verdict], b: list[Verdict], level: float = 0.95, r
     y = np.asarray([bv[v.id].correct for v in a], dtype=float)
     diff = float(x.mean() - y.mean()) if len(x) else None
     ci = None
-    if len(x) and np.any(x != y):
+    if len(x) > 1 and np.any(x != y):
         from scipy.stats import bootstrap
         res = bootstrap((x, y), lambda p, q, axis=-1: p.mean(axis=axis) - q.mean(axis=axis), paired=True,
                         vectorized=True, confidence_level=level, n_resamples=resamples, method="percentile",
                         random_state=np.random.default_rng(seed))
         ci = [float(res.confidence_interval.low), float(res.confidence_interval.high)]
-    elif len(x):
+    elif len(x) and not np.any(x != y):
         ci = [0.0, 0.0]
     return {"difference": diff, "ci": ci, "level": level, "n": int(len(x)),
             "excludes_zero": bool(ci is not None and (ci[0] > 0 or ci[1] < 0))}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from functools import lru_cache, cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 

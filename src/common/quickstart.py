@@ -52,7 +52,18 @@ class QuickstartParams(BaseModel):
     wandb: str = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
 
 
-def run(p: QuickstartParams) -> dict[str, Any]:
+def add_timings(path: Path, timings: dict[str, float]) -> dict[str, Any]:
+    """This invocation's stage times added to those of earlier ones (an interrupted run
+    resumed costs the sum; a rerun of a finished one adds the seconds its skips take)."""
+    old = json.loads(path.read_text()) if path.exists() else {"invocations": 0, "stages": {}}
+    record = {"invocations": old["invocations"] + 1,
+              "stages": {k: round(old["stages"].get(k, 0.0) + v, 1) for k, v in timings.items()},
+              "this_invocation": timings}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]:
     from common.data import DataParams, build
     from common.notebooks import execute
     started = time.perf_counter()
@@ -73,7 +84,7 @@ def run(p: QuickstartParams) -> dict[str, Any]:
         card = build(data_p)
     with ex.stage("2/5 evaluate the untrained model", timings):
         base = ex.evaluate_model(p.eval_params, {**eval_set, "run": p.baseline, "out": str(out / p.baseline)})
-    fine = ex.sft_and_evaluate(p.experiment, p.run, p.sft_params, sft_set, p.eval_params, eval_set,
+    fine = ex.train_and_evaluate("sft", p.experiment, p.run, p.sft_params, sft_set, p.eval_params, eval_set,
                                p.gate_samples, p.gate_no_call_accuracy, wandb_group=p.experiment, timings=timings)
     # stages 3 and 4 under the quickstart's names
     timings = {"1/5 build the data": timings["1/5 build the data"],
@@ -98,7 +109,8 @@ def run(p: QuickstartParams) -> dict[str, Any]:
             "histories": {p.run: shown(out / p.run / "train" / "history.json")}})
     comp = json.loads((out / "comparison.json").read_text())
     timings["total"] = round(time.perf_counter() - started, 1)
-    report = write_report(p, out, comp, timings, fine, card)
+    record = add_timings(out / "timings.json", timings)
+    report = write_report(p, out, comp, record, fine, card, command)
     print("\n" + "\n".join(f"{k:<48} {v / 60:6.1f} min" for k, v in timings.items()))
     print("\n".join(verdict_lines(comp)).replace("**", ""))
     print(f"quickstart done in {timings['total'] / 60:.1f} min; report: {shown(report)}")
@@ -125,16 +137,18 @@ def verdict_lines(comp: dict[str, Any]) -> list[str]:
             f"- Verdict: {verdict}."]
 
 
-def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: dict[str, float],
-                 fine: dict[str, Any], card: dict[str, Any]) -> Path:
+def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: dict[str, Any],
+                 fine: dict[str, Any], card: dict[str, Any], command: str = "make quickstart") -> Path:
     tr, gate = fine["train"], fine["gate"]
     ev = fine["eval"]
+    hw = ev["provenance"]["hardware"]
+    where = hw.get("gpu") or f"{hw.get('cpus')} CPU cores ({hw.get('cpu', 'unknown CPU')})"
+    n_inv = timings["invocations"]
     thr = tr["throughput"]
     figs = sorted((out / "figures").glob("*.png"))
     lines = [
         "# Quickstart report", "",
-        "`make quickstart` (`python -m common.quickstart params/quickstart.yaml`) on {ev['provenance']['hardware'].get('cpus')} CPU "
-        f"cores ({ev['provenance']['hardware'].get('cpu', 'cpu')}), commit "
+        f"`{command}` on {where}, commit "
         f"`{(ev['provenance']['git']['commit'] or 'unknown')[:10]}`"
         f"{' (uncommitted changes)' if ev['provenance']['git']['dirty'] else ''}.", "",
         f"Model `{tr['model']}`; held-out samples: the first {ev['n_samples']} of the eval split of `{ev['data']}` "
@@ -155,8 +169,10 @@ def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: 
          f"others; ROC AUC {gate['auc']:.3f}). Without it, greedy decoding calls on nearly every request after "
          "this little training (LOG.md). The untrained model decodes plainly: it rarely calls, so a gate "
          "could only lower its accuracy.") if gate else "- No call gate: plain greedy decoding.",
-        "", "## Time by stage", "", "| stage | wall time |", "|---|---|",
-        *(f"| {k} | {v / 60:.1f} min |" for k, v in timings.items()), "",
+        "", "## Time by stage", "",
+        "Wall time" + (f", summed over {n_inv} invocations of the command" if n_inv > 1 else "") + ":", "",
+        "| stage | wall time |", "|---|---|",
+        *(f"| {k} | {v / 60:.1f} min |" for k, v in timings["stages"].items()), "",
         "## Figures", "", *(f"![{f.stem}](figures/{f.name})" for f in figs), "",
         "## Files", "",
         "- `comparison.json`: the table, head-to-head, latencies and histories these figures are drawn from "
@@ -186,7 +202,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help=f"override a parameter: {', '.join(QuickstartParams.model_fields)}")
     args = parser.parse_args(argv)
-    return run(load_params(QuickstartParams, args.params, parse_overrides(args.set)))
+    command = " ".join(["python -m common.quickstart", *args.params, *(["--set", *args.set] if args.set else [])])
+    return run(load_params(QuickstartParams, args.params, parse_overrides(args.set)), command)
 
 
 if __name__ == "__main__":

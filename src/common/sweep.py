@@ -12,7 +12,8 @@ notebook before the first one starts.
 
 Each run writes `reports/<experiment>/<run>/`: the executed notebook, its
 `results.json` (complete: true when the last cell ran), the evaluation's predictions,
-verdicts and summary, and its figures. A run whose results are complete is skipped;
+verdicts and summary (in `eval/`), and its figures. (Notebooks that train several models,
+01, 03 and 05, put each one's evaluation beside it, in `reports/<experiment>/<run>-<name>/`.) A run whose results are complete is skipped;
 a run that fails is reported (its executed notebook keeps the traceback) and the
 sweep goes on with the others; rerunning the sweep resumes the failed or interrupted
 ones (training from its last checkpoint, evaluation from its predictions). W&B runs
@@ -66,8 +67,12 @@ class SweepSpec(BaseModel):
         return {k: (r or {}) for k, r in v.items()}
 
     def run_params(self, run: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        from common.notebooks import declared_parameters
         p = merge(merge(self.params, self.runs[run]), overrides or {})
-        return {**p, "experiment": self.experiment, "run": run, "wandb_group": self.name}
+        tags = {"experiment": self.experiment, "run": run}
+        if "wandb_group" in declared_parameters(self.notebook):  # 00 and 07 log nothing to W&B
+            tags["wandb_group"] = self.name
+        return {**p, **tags}
 
     def check(self, overrides: dict[str, Any] | None = None) -> None:
         for run in self.runs:

@@ -123,9 +123,17 @@ class SFTParams(TrainParams):
     eval_limit: int = Field(48, ge=0, description="eval-loss samples (drawn at random); 0: no eval loss")
     eval_steps: int | None = Field(None, ge=1, description="eval loss every N steps; default: 5 times a run")
     decision_weight: float = Field(1.0, ge=1.0, description=(
-        "weight of each answer's first token in the loss (the call/no-call decision); 1 is the plain loss"))
+        "weight of each answer's first token in the training loss (the call/no-call decision); 1 is the "
+        "plain loss. The logged train loss is the weighted one; the eval loss stays plain"))
     packing: bool = Field(False, description="padding-free packing (TRL's bfd) into max_length rows; "
                           "needs flash-attention (GPU)")
+
+    @model_validator(mode="after")
+    def _decision_weight(self) -> SFTParams:
+        if self.decision_weight != 1.0 and (self.packing or self.loss_impl != "completion_logits"):
+            raise ValueError("decision_weight needs loss_impl: completion_logits and packing: false (a packed row "
+                             "holds several answers, whose first tokens the loss cannot tell apart)")
+        return self
 
 
 class DPOParams(TrainParams):
