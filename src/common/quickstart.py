@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from common import experiment as ex
+from common.evaluate import write_json
 from common.params import load_params, parse_overrides
 from common.provenance import reports_root, shown
 
@@ -59,7 +60,7 @@ def add_timings(path: Path, timings: dict[str, float]) -> dict[str, Any]:
     record = {"invocations": old["invocations"] + 1,
               "stages": {k: round(old["stages"].get(k, 0.0) + v, 1) for k, v in timings.items()},
               "this_invocation": timings}
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(path, record)
     return record
 
 
@@ -95,10 +96,10 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
     # the fine-tuned evaluation sits in reports/<experiment>/<run>/eval; the report names it <run>
     shutil.rmtree(out / p.run / "train", ignore_errors=True)
     ex.copy_history(fine["train"], out / p.run / "train" / "history.json")
-    (out / p.run / "train" / "results.json").write_text(json.dumps(ex.training_summary(fine["train"]), indent=2) + "\n")
+    write_json(out / p.run / "train" / "results.json", ex.training_summary(fine["train"]))
     if fine["gate"]:
         gate = {k: v for k, v in fine["gate"].items() if k != "samples"}
-        (out / p.run / "call_gate.json").write_text(json.dumps(gate, indent=2) + "\n")
+        write_json(out / p.run / "call_gate.json", gate)
     with ex.stage("5/5 compare (notebook 07)", timings):
         execute("07_benchmark", out, {
             "experiment": p.experiment, "run": "comparison", "out_dir": shown(out),
