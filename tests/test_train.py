@@ -413,3 +413,12 @@ def test_dpo_run_with_the_sft_loss_logs_rewards(tmp_path, data_file):
     assert (adapter / "adapter_config.json").exists() and not (adapter / "ref").exists()
     with pytest.raises(ParamsError, match="come from the SFT run"):
         load_params(tr.DPOParams, overrides={"sft": "x", "lora_r": 8})
+
+
+def test_dpo_draws_its_prompts_from_the_sft_runs_data_unless_told_otherwise(tmp_path):
+    from common.evaluate import write_json
+    sft = tmp_path / "sft"
+    sft.mkdir()
+    write_json(sft / "run.json", {"stage": "sft", "params": tr.SFTParams(data="data/elsewhere:train").model_dump()})
+    assert tr.resolve(tr.DPOParams(sft=str(sft)), "dpo").data == "data/elsewhere:train"
+    assert tr.resolve(tr.DPOParams(sft=str(sft), data="x.jsonl"), "dpo").data == "x.jsonl"

@@ -1,11 +1,11 @@
 """The main job: data -> untrained model -> LoRA SFT -> fine-tuned model -> comparison, on the CPU.
 
-    python -m common.quickstart params/quickstart.yaml          # make quickstart (about 30 min, 2 cores)
+    python -m common.quickstart params/quickstart.yaml          # make quickstart (about 70 min, 2 cores)
     python -m common.quickstart params/quickstart.yaml params/quickstart_qwen3_4b.yaml   # Qwen3-4B, a GPU
 
-Stages, each printed with its wall time, each resumable (rerun the command after an
-interruption and finished stages are skipped: the data build, the evaluations'
-predictions, the training checkpoints, the call gate):
+Stages, each in its own Python process, each printed with its wall time, each resumable
+(rerun the command after an interruption and finished stages are skipped: the data build,
+the evaluations' predictions, the training checkpoints, the call gate):
 1. build the offline dataset (`common.data`, params/data.yaml);
 2. evaluate the untrained model on the first `eval_set.limit` held-out samples;
 3. LoRA SFT on `sft_set.limit` training samples (`common.train`);
@@ -23,6 +23,7 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,23 @@ def add_timings(path: Path, timings: dict[str, float]) -> dict[str, Any]:
     return record
 
 
+def in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn(*args, **kwargs) in a new Python interpreter (spawn), its result sent back: each heavy
+    stage starts clean and gives its memory back when it ends. In session 5 the stages ran
+    1.5-2x slower inside one long process than as separate commands (LOG.md)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
+def timed_train_and_evaluate(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, float]]:
+    """experiment.train_and_evaluate with its stage times returned (a child process cannot fill
+    the caller's dict)."""
+    timings: dict[str, float] = {}
+    return ex.train_and_evaluate(*args, timings=timings, **kwargs), timings
+
+
 def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]:
     from common.data import DataParams, build
     from common.notebooks import execute
@@ -82,11 +100,14 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
                          f"fine-tuned ({tuned_model}, from the training's); set the same `model` in eval_set and sft_set")
 
     with ex.stage("1/5 build the data", timings):
-        card = build(data_p)
+        card = in_fresh_process(build, data_p)
     with ex.stage("2/5 evaluate the untrained model", timings):
-        base = ex.evaluate_model(p.eval_params, {**eval_set, "run": p.baseline, "out": str(out / p.baseline)})
-    fine = ex.train_and_evaluate("sft", p.experiment, p.run, p.sft_params, sft_set, p.eval_params, eval_set,
-                               p.gate_samples, p.gate_no_call_accuracy, wandb_group=p.experiment, timings=timings)
+        base = in_fresh_process(ex.evaluate_model, p.eval_params,
+                                {**eval_set, "run": p.baseline, "out": str(out / p.baseline)})
+    fine, fine_timings = in_fresh_process(timed_train_and_evaluate, "sft", p.experiment, p.run, p.sft_params, sft_set,
+                                          p.eval_params, eval_set, p.gate_samples, p.gate_no_call_accuracy,
+                                          wandb_group=p.experiment)
+    timings |= fine_timings
     # stages 3 and 4 under the quickstart's names
     timings = {"1/5 build the data": timings["1/5 build the data"],
                "2/5 evaluate the untrained model": timings["2/5 evaluate the untrained model"],
