@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-# The main job on the embedded default, CPU, ~70 min: data -> untrained eval -> LoRA SFT ->
+# The main job on the embedded default, CPU, ~77 min: data -> untrained eval -> LoRA SFT ->
 # call gate + adapter eval -> notebook 07 -> reports/quickstart/README.md
 quickstart: install
 	$(BIN)/python -m common.quickstart params/quickstart.yaml $(ARGS)

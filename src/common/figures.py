@@ -230,6 +230,7 @@ def sweep_figures(path: str | Path) -> list[Path]:
         if sweep.get("log_x"):
             ax.set_xscale("log", base=2)
         ax.set(xlabel=sweep.get("x_label") or sweep["x"], ylabel="%", title=m.split(".")[-1].replace("_", " "))
+        ax.set_ylim(-2, 102)  # the full scale: on a few held-out samples, a zoomed axis makes noise look like an effect
         if any(s is not None for s in groups):
             ax.legend(fontsize=8)
     fig.suptitle(f"sweep {sweep['name']}: {len(points)} runs" + (f" ({sweep['note']})" if sweep.get("note") else ""),

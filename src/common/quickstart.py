@@ -1,6 +1,6 @@
 """The main job: data -> untrained model -> LoRA SFT -> fine-tuned model -> comparison, on the CPU.
 
-    python -m common.quickstart params/quickstart.yaml          # make quickstart (about 70 min, 2 cores)
+    python -m common.quickstart params/quickstart.yaml          # make quickstart (77 min measured, 2 cores)
     python -m common.quickstart params/quickstart.yaml params/quickstart_qwen3_4b.yaml   # Qwen3-4B, a GPU
 
 Stages, each in its own Python process, each printed with its wall time, each resumable
