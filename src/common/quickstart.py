@@ -3,12 +3,12 @@
     python -m common.quickstart params/quickstart.yaml          # make quickstart (77 min measured, 2 cores)
     python -m common.quickstart params/quickstart.yaml params/quickstart_qwen3_4b.yaml   # Qwen3-4B, a GPU
 
-Stages, each in its own Python process, each printed with its wall time, each resumable
-(rerun the command after an interruption and finished stages are skipped: the data build,
-the evaluations' predictions, the training checkpoints, the call gate):
+Stages, each printed with its wall time (1, 2 and 3-4 each in a new Python process), each
+resumable (rerun the command after an interruption and finished stages are skipped: the data
+build, the evaluations' predictions, the training checkpoints, the call gate):
 1. build the offline dataset (`common.data`, params/data.yaml);
 2. evaluate the untrained model on the first `eval_set.limit` held-out samples;
-3. LoRA SFT on `sft_set.limit` training samples (`common.train`);
+3. LoRA SFT (`common.train`, params/sft.yaml: 896 training samples);
 4. choose the call gate on training samples the run did not train on (`common.calibrate`),
    then evaluate the adapter on the same held-out samples with it;
 5. the comparison (notebook 07 through papermill): the Kinetic table, the head-to-head
@@ -65,14 +65,34 @@ def add_timings(path: Path, timings: dict[str, float]) -> dict[str, Any]:
     return record
 
 
+def _die_with_parent() -> None:
+    """In a stage's process: end when the quickstart ends (Linux), so that a killed quickstart
+    leaves no trainer writing checkpoints that a rerun would write too."""
+    import ctypes
+    import signal
+    import sys
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 def in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """fn(*args, **kwargs) in a new Python interpreter (spawn), its result sent back: each heavy
-    stage starts clean and gives its memory back when it ends. In session 5 the stages ran
-    1.5-2x slower inside one long process than as separate commands (LOG.md)."""
+    """fn(*args, **kwargs) in a new Python interpreter (spawn), its result (or its exception,
+    with the child's traceback) sent back: each heavy stage starts clean and gives its memory
+    back when it ends (session 5 saw stages run slower inside one long process; LOG.md).
+    Interrupted or failing here, the stage's process is ended, not waited for."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent)
+    try:
         return pool.submit(fn, *args, **kwargs).result()
+    except BaseException:
+        # the executor has no public way to stop a running task; its worker processes are these
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def timed_train_and_evaluate(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, float]]:

@@ -139,8 +139,8 @@ class SFTParams(TrainParams):
 class DPOParams(TrainParams):
     sft: str | None = Field(None, description="the SFT run folder (runs/<experiment>/<run>) to start from "
                             "and to use as the reference model")
-    data: str = Field("data/offline-default:train", description="the pairs' prompts: data/<build>[:split], a "
-                      "samples JSONL or suite:NAME; default: the SFT run's training data")
+    data: str | None = Field(None, description="the pairs' prompts: data/<build>[:split], a samples JSONL or "
+                             "suite:NAME; None: the SFT run's training data")
     learning_rate: float = Field(5e-5, gt=0)
     gradient_accumulation_steps: int = Field(4, ge=1)
     beta: float = Field(0.1, gt=0)
@@ -179,8 +179,7 @@ def resolve(params: TrainParams, stage: str) -> TrainParams:
     if isinstance(params, DPOParams):
         sft_run = read_run(Path(params.sft))
         update |= {k: sft_run["params"][k] for k in FROM_SFT}
-        if "data" not in params.model_fields_set:  # the pairs' prompts: the SFT run's split unless given
-            update["data"] = sft_run["params"]["data"]
+        update["data"] = params.data or sft_run["params"]["data"]  # the pairs' prompts
     p = params.model_copy(update=update)
     run = p.run or f"{Path(p.model).name}-{stage}-{p.method}"
     out = p.out or str(runs_root() / p.experiment / run)
