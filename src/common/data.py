@@ -223,8 +223,8 @@ def generate(p: DataParams, writer: SampleWriter, plan: dict[str, dict[str, int]
                 kept, report = quality.quality_filter([s], seen)
                 for reason, example in report["examples"].items():
                     drops["examples"].setdefault(reason, example)
-                key = quality.normalize_request(quality.request_text(s))
-                if not kept and not p.quality_filter and key not in seen:
+                if (not kept and not p.quality_filter
+                        and (key := quality.normalize_request(quality.request_text(s))) not in seen):
                     # a dirty sample stays; a repeat never does (it could repeat a held-out request)
                     seen.add(key)
                     drops["dropped"]["kept_unfiltered"] += 1

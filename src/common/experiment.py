@@ -153,24 +153,28 @@ def train_and_evaluate(stage_name: str, experiment: str, run: str, train_files: 
     """SFT (LoRA or full) or DPO (`train_set["sft"]` names the SFT run) into
     runs/<experiment>/<run>, the call gate chosen on unused training samples (when
     `gate_no_call_accuracy` is set), then the evaluation into reports/<experiment>/<run>/eval.
-    Returns {train, gate, eval, eval_dir, row}."""
-    timings = {} if timings is None else timings
+    Returns {train, gate, eval, eval_dir, row, timings}: this call's stage times, also added
+    to `timings` when given (a notebook sums several calls' there)."""
+    mine: dict[str, float] = {}
     common = {"experiment": experiment, "wandb_group": wandb_group}
-    with stage(f"train {run}", timings):
+    with stage(f"train {run}", mine):
         tr = train(stage_name, train_files, {**train_set, **common, "run": run})
     gate = None
     if gate_no_call_accuracy is not None:
         ev = eval_params(eval_files, eval_set)
-        with stage(f"calibrate the call gate of {run}", timings):
+        with stage(f"calibrate the call gate of {run}", mine):
             gate = calibrated_gate(tr, gate_samples, gate_no_call_accuracy, dtype=ev.dtype, device=ev.device)
         print(f"    call gate {gate['threshold']:.4f}: on {gate['n']} unused training samples it calls on "
               f"{gate['call_recall']:.0%} of those that need a call and on {1 - gate['no_call_accuracy']:.0%} "
               "of the others", flush=True)
     out = report_dir(experiment, run) / "eval"
-    with stage(f"evaluate {run}", timings):
+    with stage(f"evaluate {run}", mine):
         res = evaluate_model(eval_files, {**eval_set, **adapter_of(tr), **common, "run": run, "out": str(out),
                                           "call_gate": gate["threshold"] if gate else None})
-    return {"train": tr, "gate": gate, "eval": res, "eval_dir": str(out), "row": kinetic_row(run, res)}
+    if timings is not None:
+        timings.update(mine)
+    return {"train": tr, "gate": gate, "eval": res, "eval_dir": str(out), "row": kinetic_row(run, res),
+            "timings": mine}
 
 
 def training_summary(tr: dict[str, Any]) -> dict[str, Any]:

@@ -95,13 +95,6 @@ def in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def timed_train_and_evaluate(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, float]]:
-    """experiment.train_and_evaluate with its stage times returned (a child process cannot fill
-    the caller's dict)."""
-    timings: dict[str, float] = {}
-    return ex.train_and_evaluate(*args, timings=timings, **kwargs), timings
-
-
 def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]:
     from common.data import DataParams, build
     from common.notebooks import execute
@@ -124,10 +117,9 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
     with ex.stage("2/5 evaluate the untrained model", timings):
         base = in_fresh_process(ex.evaluate_model, p.eval_params,
                                 {**eval_set, "run": p.baseline, "out": str(out / p.baseline)})
-    fine, fine_timings = in_fresh_process(timed_train_and_evaluate, "sft", p.experiment, p.run, p.sft_params, sft_set,
-                                          p.eval_params, eval_set, p.gate_samples, p.gate_no_call_accuracy,
-                                          wandb_group=p.experiment)
-    timings |= fine_timings
+    fine = in_fresh_process(ex.train_and_evaluate, "sft", p.experiment, p.run, p.sft_params, sft_set, p.eval_params,
+                            eval_set, p.gate_samples, p.gate_no_call_accuracy, wandb_group=p.experiment)
+    timings |= fine["timings"]  # filled in the stage's process, so returned rather than passed in
     # stages 3 and 4 under the quickstart's names
     timings = {"1/5 build the data": timings["1/5 build the data"],
                "2/5 evaluate the untrained model": timings["2/5 evaluate the untrained model"],
