@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart data train bench evaluate sweep figures calibrate test clean-cache
+.PHONY: install quickstart data train bench evaluate bfcl sweep figures calibrate test clean-cache
 
 install: $(STAMP)
 
@@ -41,6 +41,11 @@ bench: install
 # Any evaluation: make evaluate ARGS="--model gemma-3-270m --format functiongemma"
 evaluate: install
 	$(BIN)/python -m common.evaluate $(ARGS)
+
+# BFCL, the external benchmark (the five non-live AST categories by default, ~70 min untrained on the CPU):
+# make bfcl; make bfcl ARGS="--adapter runs/quickstart/lora-sft/adapter"; ARGS="--categories simple_python --limit 20"
+bfcl: install
+	$(BIN)/python -m common.bfcl $(ARGS)
 
 # A notebook once per parameter set through papermill: make sweep SWEEP=lora_rank (or data_scale)
 SWEEP ?= lora_rank

@@ -86,8 +86,9 @@ def test_bfcl_catalog_groups_toolkits_and_leaves_the_benchmark_out():
 def test_bfcl_answers_become_expected_calls():
     calls = bfcl_data.expected_calls([{"f": {"a": [1, 2], "b": ["", "x"], "c": [""],
                                              "d": [{"k": ["v", "w"], "z": [""]}]}}])
-    assert calls[0].arguments == {"a": [1, 2], "b": ["x"], "d": [{"k": "v"}]}
-    assert sorted(calls[0].optional) == ["b", "c"]
+    # a nested dict's alternatives become every concrete dict they allow ("z" may only be left out)
+    assert calls[0].arguments == {"a": [1, 2], "b": ["x"], "d": [{"k": "v"}, {"k": "w"}]}
+    assert calls[0].optional == ["b"]  # "c" may only be left out: neither pinned nor optional
 
 
 # -- samples --------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def results(folder: Path) -> dict:
 
 def test_every_notebook_has_a_ci_section_and_no_outputs():
     assert ALL == ["00_data", "01_functiongemma", "02_router", "03_full_ft_v1", "04_lora_ablation", "05_dpo",
-                   "06_data_scale", "07_benchmark"]
+                   "06_data_scale", "07_benchmark", "08_bfcl"]
     assert sorted(CI) == ALL
     for name in ALL:
         nb = json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())
@@ -189,6 +189,23 @@ def test_07_benchmark_and_figures_from_disk(ran, roots):
         p.unlink()
     made = figures.regenerate(roots / "reports")  # from the saved files alone
     assert {p.name for p in made if p.parent == folder / "figures"} == set(pngs)
+
+
+def test_08_bfcl_beside_the_held_out_set(ran):
+    held_out = ran("04_lora_ablation") / "eval"
+    folder = ran("08_bfcl", {"heldout": {"tiny": str(held_out)}})
+    r = results(folder)
+    rows = {row["model"]: row for row in r["metrics"]["bfcl"]}
+    assert set(rows) == {"tiny", "tiny-short"}
+    assert set(rows["tiny"]["categories"]) == {"simple_python", "irrelevance"}
+    assert rows["tiny"]["held_out"]["n"] == json.loads((held_out / "results.json").read_text())["n_samples"]
+    # random tiny models write no call: every verdict is "no call", wrong on simple_python and right
+    # on irrelevance, by both checkers
+    assert rows["tiny-short"]["held_out"] is None and rows["tiny"]["agreement"] == 1.0
+    h = r["metrics"]["head_to_head"]
+    assert h["both"] + h["only_a"] + h["only_b"] + h["neither"] == 4  # 2 entries of each category
+    assert (folder / "figures" / "bfcl.png").is_file()
+    assert not (folder / "figures" / "latency_p95.png").exists()  # BFCL times no single requests
 
 
 # -- sweeps --------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ requests for training; the non-live categories are the external benchmark, which
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -97,28 +99,51 @@ def benchmark_fingerprint() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(requests), frozenset(names)
 
 
-def _first_value(alternatives: Any) -> Any:
-    """A concrete value from BFCL alternatives (nested dicts hold alternatives too)."""
-    if isinstance(alternatives, list):
-        for a in alternatives:
-            if a != "":
-                return _concrete(a)
-        return None
-    return _concrete(alternatives)
+_ABSENT = object()  # a dict key that an alternative leaves out
+MAX_ALTERNATIVES = 4096  # concrete values per argument; no BFCL v4 answer comes near
 
 
-def _concrete(value: Any) -> Any:
+def concrete_values(value: Any) -> list[Any]:
+    """Every concrete value that a BFCL answer value stands for, first alternative first.
+
+    In a possible answer, a dict value maps each key to its alternatives ("" meaning the
+    key may be left out), and a list value holds items (a list of dicts holds dicts of
+    alternatives, as in `[{"field": ["age"], "value": ["25"]}]`). BFCL's `dict_checker`
+    and `list_dict_checker` accept any combination; so does this list, which is their
+    product; more than MAX_ALTERNATIVES is refused rather than cut (which would make the
+    project stricter than BFCL without a word).
+    """
     if isinstance(value, dict):
-        return {k: _first_value(v) for k, v in value.items() if _first_value(v) is not None}
-    return value
+        per_key = []
+        for key, alternatives in value.items():
+            alternatives = alternatives if isinstance(alternatives, list) else [alternatives]
+            options = [c for a in alternatives if a != "" for c in concrete_values(a)]
+            if "" in alternatives or not options:
+                options.append(_ABSENT)
+            per_key.append([(key, o) for o in options])
+        _check_size([len(options) for options in per_key])
+        return [{k: v for k, v in combo if v is not _ABSENT} for combo in itertools.product(*per_key)]
+    if isinstance(value, list):
+        items = [concrete_values(v) for v in value]
+        _check_size([len(i) for i in items])
+        return [list(c) for c in itertools.product(*items)]
+    return [value]
+
+
+def _check_size(choices: list[int]) -> None:
+    if math.prod(choices) > MAX_ALTERNATIVES:
+        raise ValueError(f"a BFCL answer's nested alternatives make {math.prod(choices):,} concrete values "
+                         f"(over {MAX_ALTERNATIVES:,}); raise bfcl_data.MAX_ALTERNATIVES to score it")
 
 
 def expected_calls(ground_truth: list[dict[str, Any]] | None) -> list[ExpectedCall]:
     """BFCL's possible answers as expected calls.
 
-    BFCL lists acceptable values per argument and marks "may be left out" with "".
-    Nested dict values hold alternatives per key; they become one concrete dict (the
-    first alternative of each key), which is stricter than BFCL on those few cases.
+    BFCL lists acceptable values per argument and marks "may be left out" with "" (alone:
+    "must be left out").
+    Nested values (dicts, lists of dicts) hold alternatives per key too; each becomes
+    the concrete values it allows (`concrete_values`), so the project's checker accepts
+    what BFCL's accepts.
     """
     calls = []
     for item in ground_truth or []:
@@ -126,25 +151,53 @@ def expected_calls(ground_truth: list[dict[str, Any]] | None) -> list[ExpectedCa
         arguments, optional = {}, []
         for key, alternatives in args.items():
             alternatives = alternatives if isinstance(alternatives, list) else [alternatives]
-            values = [_concrete(a) for a in alternatives if a != ""]
-            if "" in alternatives or not values:
-                optional.append(key)
+            values = _unique([c for a in alternatives if a != "" for c in concrete_values(a)])
             if values:
                 arguments[key] = values
+                if "" in alternatives:
+                    optional.append(key)
+            # an answer of "" alone means "leave it out": the key is neither pinned nor
+            # optional (which would allow any value), so giving it a value is an extra argument
         calls.append(ExpectedCall(name=name, arguments=arguments, optional=optional))
     return calls
 
 
-def entry_to_sample(entry: dict[str, Any], category: str) -> Sample:
-    """One single-turn BFCL entry as a sample (tools as given, the turns as messages)."""
+def _unique(values: list[Any]) -> list[Any]:
+    seen, out = set(), []
+    for v in values:
+        key = json.dumps(v, sort_keys=True, default=repr)
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out
+
+
+# BFCL appends this to every Python function's description before prompting any model
+# (`bfcl_eval.utils._func_doc_language_specific_pre_processing`); the benchmark adds it
+# too, so that a score here is a score on the prompts the leaderboard shows.
+PYTHON_HINT = " Note that the provided function is in Python 3 syntax."
+
+
+def entry_to_sample(entry: dict[str, Any], category: str, hint: str = "") -> Sample:
+    """One single-turn BFCL entry as a sample (tools as given, the turns as messages);
+    `hint` is appended to each function's description."""
     calls = expected_calls(entry.get("ground_truth"))
     scenario = {"irrelevance": "no_tool", "live_irrelevance": "no_tool"}.get(
         category, "parallel" if len(calls) > 1 else "single")
     tools = []
     for function in entry["function"]:
+        function = {**function, "description": str(function.get("description") or "") + hint}
         try:
             tools.append(normalize_function(function)[0])
         except SchemaProblem:  # keep BFCL's own form rather than lose the case
             tools.append(function)
     return Sample(id=entry["id"], tools=tools, messages=entry["question"][0],
                   expected_calls=calls, scenario=scenario, source=f"bfcl:{category}")
+
+
+def category_samples(category: str) -> list[Sample]:
+    """A benchmark category as evaluation samples, prompted as BFCL prompts them."""
+    if category not in BENCHMARK_CATEGORIES + LIVE_CATEGORIES:
+        raise ValueError(f"BFCL category {category!r} is not a single-turn AST category this project "
+                         f"scores; choose from {list(BENCHMARK_CATEGORIES + LIVE_CATEGORIES)}")
+    return [entry_to_sample(e, category, hint=PYTHON_HINT) for e in read_category(category)]

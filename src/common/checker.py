@@ -10,6 +10,8 @@ Comparison rules:
 - an optional argument left out, or given its schema default, is correct unless the
   expected call pins it to another value (then leaving it out means the default is
   used, which is a wrong value);
+- an argument the function's schema lacks is wrong, and a required one left out is
+  missing, whatever the expected call says (a few BFCL answers contradict their schema);
 - parallel calls match regardless of order (an optimal assignment, scipy's
   `linear_sum_assignment`);
 - each expected argument lists its acceptable values (as BFCL's possible answers);
@@ -166,10 +168,12 @@ def omission_issue(key: str, expected: ExpectedCall, function: dict[str, Any] | 
     """The issue of leaving out an expected argument, or None when leaving it out is fine
     (it is listed optional, or its schema default is an acceptable value)."""
     props, required = _parameters(function)
-    if key in expected.optional:
-        return None
+    # The schema's `required` wins over an answer that lists the argument as optional
+    # (a few BFCL answers do): a call without it is invalid for the function, as BFCL rules.
     if key in required:
         return ArgumentIssue(key, "missing_required_argument", f"required {key!r} left out")
+    if key in expected.optional:
+        return None
     schema = props.get(key) or {}
     if "default" not in schema:
         return ArgumentIssue(key, "wrong_value", f"left out (no default); acceptable {expected.arguments[key]!r}")
@@ -182,13 +186,22 @@ def omission_issue(key: str, expected: ExpectedCall, function: dict[str, Any] | 
 def check_call(expected: ExpectedCall, call: ToolCall, function: dict[str, Any] | None,
                strict_strings: bool = False) -> list[ArgumentIssue]:
     """The argument issues of a call to the expected function (empty: correct)."""
-    props, _ = _parameters(function)
+    props, required = _parameters(function)
     omissions = [i for k in expected.arguments if k not in call.arguments
                  if (i := omission_issue(k, expected, function, strict_strings))]
+    # a required argument the answer does not name is still required (as BFCL rules)
+    omissions += [ArgumentIssue(k, "missing_required_argument", f"required {k!r} left out")
+                  for k in sorted(required) if k not in call.arguments and k not in expected.arguments]
     issues: list[ArgumentIssue] = []
     for key, value in call.arguments.items():
         schema = props.get(key)
-        if key in expected.arguments:
+        if function is not None and key not in props:
+            # Not a parameter of the function, even where an answer names it (a few BFCL
+            # answers do). An unknown name where an expected argument is missing is most
+            # likely that argument misnamed.
+            kind = "wrong_argument_name" if omissions else "extra_argument"
+            issues.append(ArgumentIssue(key, kind, f"{key!r} is not a parameter of {call.name}"))
+        elif key in expected.arguments:
             acceptable = expected.arguments[key]
             if any(values_equal(value, a, strict_strings) for a in acceptable):
                 continue
@@ -197,10 +210,6 @@ def check_call(expected: ExpectedCall, call: ToolCall, function: dict[str, Any] 
                 issues.append(ArgumentIssue(key, "type_mismatch", why))
             else:
                 issues.append(ArgumentIssue(key, "wrong_value", f"got {value!r}, acceptable {acceptable!r}"))
-        elif function is not None and key not in props:
-            # an unknown name where an expected argument is missing is most likely that argument misnamed
-            kind = "wrong_argument_name" if omissions else "extra_argument"
-            issues.append(ArgumentIssue(key, kind, f"{key!r} is not a parameter of {call.name}"))
         elif key in expected.optional:
             why = type_error(value, schema)
             if why:

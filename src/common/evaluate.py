@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
+from common import bfcl_data
 from common.backends import BACKENDS, Backend, GenerationSettings
 from common.checker import check_sample
 from common.datacard import load_split
@@ -47,6 +48,7 @@ from common.samples import Sample, read_samples
 from common.tracking import flatten, start_run
 
 SUITE_PREFIX = "suite:"
+BFCL_PREFIX = "bfcl:"
 # Parameters that change what is generated: a rerun into the same folder must match them.
 GENERATION_KEYS = ("model", "adapter", "merge_adapter", "data", "format", "backend", "dtype",
                    "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "call_gate")
@@ -59,8 +61,9 @@ class EvalParams(BaseModel):
     model: str = Field("smollm2-135m-instruct", description="registry name, hub id or local path")
     adapter: str | None = Field(None, description="PEFT adapter folder on top of the model")
     merge_adapter: bool = Field(False, description="merge the adapter into the weights before generating")
-    data: str = Field("suite:everyday_tools", description="suite:NAME (shipped), a samples JSONL/JSON file, "
-                      "or a built dataset: data/<build> (its eval split) or data/<build>:train")
+    data: str = Field("suite:everyday_tools", description="suite:NAME (shipped), bfcl:CATEGORY (from the "
+                      "bfcl-eval wheel), a samples JSONL/JSON file, or a built dataset: data/<build> (its eval "
+                      "split) or data/<build>:train")
     format: str | None = Field(None, description="tool-call format; default: the model's own")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N samples")
     experiment: str = Field("suite", description="reports/<experiment>/<run> is the default output")
@@ -118,6 +121,8 @@ def load_data(spec: str, limit: int | None = None) -> list[Sample]:
                              if p.name.endswith(".json"))
             raise FileNotFoundError(f"no shipped suite {name!r}; shipped suites: {shipped}")
         samples = read_samples(Path(str(path)))
+    elif spec.startswith(BFCL_PREFIX):
+        samples = bfcl_data.category_samples(spec[len(BFCL_PREFIX):])
     elif _built_split(spec):
         path, split = _built_split(spec)
         samples = load_split(path, split)

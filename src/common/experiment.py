@@ -101,10 +101,50 @@ def kinetic_row(name: str, results: dict[str, Any]) -> dict[str, Any]:
             "parameters": (results.get("generation") or {}).get("parameters"), "error_kinds": m["error_kinds"]}
 
 
-def compare(evals: dict[str, str | Path], a: str | None = None, b: str | None = None) -> dict[str, Any]:
+def bfcl_rows(bfcl: dict[str, str | Path], heldout: dict[str, str | Path] | None = None) -> list[dict[str, Any]]:
+    """BFCL beside the held-out set, per model: the BFCL checker's accuracy per category
+    (Wilson 95% interval), the leaderboard's aggregates and the agreement of the two
+    checkers (`common.bfcl`), and the held-out accuracy where `heldout` names the model."""
+    rows = []
+    for name, folder in bfcl.items():
+        res = results_of(folder)
+        b = res["metrics"]["bfcl"]
+        row = {"model": name, "bfcl_dir": shown(folder), "n": res["n_samples"], "agreement": b["agreement"],
+               "categories": {c: {"accuracy": d["bfcl_accuracy"], "ci95": d["bfcl_accuracy_ci95"], "n": d["n"]}
+                              for c, d in b["per_category"].items()},
+               "leaderboard": b["leaderboard"], "held_out": None}
+        if heldout and name in heldout:
+            h = results_of(heldout[name])
+            row["held_out"] = {"accuracy": h["metrics"]["kinetic"]["accuracy"], "n": h["n_samples"],
+                               "ci95": h["metrics"]["kinetic"]["accuracy_ci95"], "eval_dir": shown(heldout[name])}
+        rows.append(row)
+    return rows
+
+
+def bfcl_table(rows: list[dict[str, Any]]) -> str:
+    """`bfcl_rows` as markdown: held-out accuracy, then BFCL's per category and aggregates."""
+    pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"
+    cats = list(dict.fromkeys(c for r in rows for c in r["categories"]))
+    aggs = list(dict.fromkeys(k for r in rows for k in r["leaderboard"] if not k.startswith("simple_ast")))
+    lines = ["| model | held-out | " + " | ".join(cats + aggs) + " | checkers agree |",
+             "|---" * (len(cats) + len(aggs) + 3) + "|"]
+    for r in rows:
+        h = r["held_out"]
+        lines.append(f"| {r['model']} | {pct(h['accuracy']) + ' (n=' + str(h['n']) + ')' if h else 'n/a'} | "
+                     + " | ".join(pct(r["categories"][c]["accuracy"]) if c in r["categories"] else "n/a" for c in cats)
+                     + (" | " if aggs else "") + " | ".join(pct(r["leaderboard"].get(k)) for k in aggs)
+                     + f" | {pct(r['agreement'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(evals: dict[str, str | Path], a: str | None = None, b: str | None = None,
+            bfcl: dict[str, str | Path] | None = None,
+            heldout: dict[str, str | Path] | None = None) -> dict[str, Any]:
     """The comparison of evaluated runs on the same samples: a Kinetic row each (with a
     bootstrap interval on its accuracy) and, for the pair (a, b), the head-to-head
-    breakdown with McNemar's exact test and the paired bootstrap interval of a - b."""
+    breakdown with McNemar's exact test and the paired bootstrap interval of a - b.
+    With `bfcl` (model name: `common.bfcl` folder), also BFCL beside the held-out set
+    (`heldout`, by default `evals`)."""
     rows, vs = [], {}
     for name, folder in evals.items():
         vs[name] = verdicts(folder)
@@ -117,6 +157,8 @@ def compare(evals: dict[str, str | Path], a: str | None = None, b: str | None = 
     if a and b:
         out["head_to_head"] = {"a": a, "b": b, **head_to_head(vs[a], vs[b]),
                                "difference": paired_difference(vs[a], vs[b])}
+    if bfcl:
+        out["bfcl"] = bfcl_rows(bfcl, evals if heldout is None else heldout)
     return out
 
 

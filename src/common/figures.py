@@ -4,10 +4,11 @@
     python -m common.figures reports/quickstart
 
 Two kinds of saved results make figures:
-- `comparison.json` (written by notebook 07 and the quickstart): the Kinetic table with
-  bootstrap intervals, the head-to-head breakdown, per-model latencies, error kinds and
-  training histories -> accuracy and p95 bars, head-to-head, latency distributions,
-  size against F1, training dashboards, error kinds;
+- `comparison.json` (written by notebooks 07 and 08 and the quickstart): the Kinetic table
+  with bootstrap intervals, the head-to-head breakdown, per-model latencies, error kinds,
+  training histories and BFCL beside the held-out set -> accuracy and p95 bars,
+  head-to-head, latency distributions, size against F1, training dashboards, error
+  kinds, BFCL per category;
 - `sweep.json` (written by `common.sweep`) beside the runs' `results.json` files -> the
   swept metric against the swept parameter.
 Each writes PNG files next to the JSON it was made from and returns their paths.
@@ -152,15 +153,43 @@ def training_dashboard(histories: dict[str, list[dict[str, Any]]], path: Path) -
     return _save(fig, path)
 
 
+def bfcl_beside_heldout(comp: dict[str, Any], path: Path) -> Path:
+    """Per model, the held-out accuracy beside BFCL's accuracy per category (BFCL's own
+    checker), each with its Wilson 95% interval."""
+    rows = comp["bfcl"]
+    cats = ["held-out"] + list(dict.fromkeys(c for r in rows for c in r["categories"]))
+    fig, ax = plt.subplots(figsize=(1.3 * len(cats) + 3, 4.2))
+    width = 0.8 / max(len(rows), 1)
+    palette = sns.color_palette(n_colors=max(len(rows), 1))
+    for i, r in enumerate(rows):
+        cells = [r["held_out"]] + [r["categories"].get(c) for c in cats[1:]]
+        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(cats))]
+        acc = [100 * c["accuracy"] if c and c["accuracy"] is not None else 0 for c in cells]
+        err = [[100 * (c["accuracy"] - c["ci95"][0]) if c and c.get("ci95") else 0 for c in cells],
+               [100 * (c["ci95"][1] - c["accuracy"]) if c and c.get("ci95") else 0 for c in cells]]
+        ax.bar(xs, acc, width, yerr=err, capsize=3, color=palette[i], label=r["model"])
+        for x, a, hi, c in zip(xs, acc, err[1], cells):
+            ax.text(x, a + hi + 1.5, "n/a" if not c else f"{a:.1f}", ha="center", fontsize=8)
+    ax.axvline(0.5, c="gray", lw=1, ls="--")
+    ax.set_xticks(range(len(cats)), ["held-out\n(project's checker)", *cats[1:]], rotation=20)
+    ax.set(ylim=(0, 110), ylabel="accuracy (%) with Wilson 95% CI",
+           title=f"{comp.get('title', 'comparison')}: held-out set beside BFCL (BFCL's checker)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def comparison_figures(path: str | Path) -> list[Path]:
     """Every figure of a `comparison.json`, next to it."""
     path = Path(path)
     comp = json.loads(path.read_text())
     out = path.parent / "figures"
     out.mkdir(exist_ok=True)
-    made = [accuracy_bars(comp, out / "accuracy.png"), latency_bars(comp, out / "latency_p95.png"),
-            latency_distributions(comp, out / "latency_distribution.png"),
-            error_kinds(comp, out / "error_kinds.png")]
+    made = [accuracy_bars(comp, out / "accuracy.png"), error_kinds(comp, out / "error_kinds.png")]
+    if any(comp.get("latencies", {}).values()):  # BFCL runs time no single requests
+        made += [latency_bars(comp, out / "latency_p95.png"),
+                 latency_distributions(comp, out / "latency_distribution.png")]
+    if comp.get("bfcl"):
+        made.append(bfcl_beside_heldout(comp, out / "bfcl.png"))
     if comp.get("head_to_head"):
         made.append(head_to_head(comp, out / "head_to_head.png"))
     if any(r.get("parameters") for r in comp["table"]):

@@ -3,7 +3,8 @@
 A notebook declares its parameters in the cell tagged `parameters` (literals only).
 Parameters named `<stage>_set` are override dicts of a command-line stage and are
 checked against that stage's parameters too: `sft_set` (common.train SFT), `dpo_set`
-(DPO), `eval_set` / `*_eval_set` (common.evaluate), `data_set` (common.data). A key the
+(DPO), `eval_set` / `*_eval_set` (common.evaluate), `data_set` (common.data), `bfcl_set`
+(common.bfcl). A key the
 notebook does not declare fails before anything runs, with the closest valid name
 (papermill itself would only warn and inject it).
 """
@@ -26,11 +27,13 @@ def stage_class(name: str) -> type | None:
     """The parameter model an override dict named `name` is checked against, if any."""
     if not name.endswith("_set"):
         return None
+    from common.bfcl import BFCLParams
     from common.data import DataParams
     from common.evaluate import EvalParams
     from common.train import DPOParams, SFTParams
     kind = name.removesuffix("_set").rsplit("_", 1)[-1]
-    return {"sft": SFTParams, "dpo": DPOParams, "eval": EvalParams, "data": DataParams}.get(kind)
+    return {"sft": SFTParams, "dpo": DPOParams, "eval": EvalParams, "data": DataParams,
+            "bfcl": BFCLParams}.get(kind)
 
 
 def notebook_path(name: str | Path) -> Path:
