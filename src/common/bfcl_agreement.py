@@ -3,7 +3,7 @@
 `agreement(cases, project_rows)` returns one row per sample: both verdicts, whether they
 agree, and for a disagreement the rule that explains it. An explanation is not read off
 error messages: where the project accepts what BFCL rejects, each known rule of the
-project's checker is applied to the output (`RULES`: a whole float made an int, an
+project's checker is applied to the output (`RULES`: a number given its declared type, an
 argument given its schema default dropped, a left-out argument given its default, the
 calls in another order), and BFCL's own checker is asked again; the first rule under
 which BFCL accepts the output is the reason. A disagreement no rule explains is reported
@@ -41,19 +41,28 @@ def _answers(case: dict[str, Any], project: dict[str, Any]) -> dict[int, dict[st
             for m in project.get("matches", []) if m["name_ok"] and m["expected"] < len(answers)}
 
 
+def _python_number(value: Any, bfcl_type: str | None) -> Any:
+    if bfcl_type == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if bfcl_type == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def _whole_floats(case: dict[str, Any], project: dict[str, Any]) -> Decoded:
-    """Whole floats made ints where the function declares an integer (or a list of them)."""
+    """Numbers given the Python type the function declares: a whole float for an integer
+    made an int, and in a list, ints made floats where the items are floats (BFCL turns an
+    int into a float only at the top level)."""
     out = copy.deepcopy(case["decoded"])
     for call in out:
         (name, args), = call.items()
         props = _doc(case, name)["parameters"].get("properties", {})
         for key, value in args.items():
             schema = props.get(key, {})
-            if schema.get("type") == "integer" and isinstance(value, float) and value.is_integer():
-                args[key] = int(value)
-            elif (schema.get("type") == "array" and (schema.get("items") or {}).get("type") == "integer"
-                  and isinstance(value, list)):
-                args[key] = [int(v) if isinstance(v, float) and v.is_integer() else v for v in value]
+            if schema.get("type") == "integer":
+                args[key] = _python_number(value, "integer")
+            elif schema.get("type") in ("array", "tuple") and isinstance(value, list):
+                args[key] = [_python_number(v, (schema.get("items") or {}).get("type")) for v in value]
     return out
 
 
@@ -89,9 +98,9 @@ def _all_value_rules(case: dict[str, Any], project: dict[str, Any]) -> Decoded:
 
 # (name, transform, why the project keeps its rule); tried in this order
 RULES: list[tuple[str, Callable[[dict[str, Any], dict[str, Any]], Decoded], str]] = [
-    ("whole_float", _whole_floats,
-     "a whole number written as a float (15.0) for an integer parameter: JSON has one number type and JSON "
-     "Schema counts 15.0 as an integer, so the project accepts it; BFCL's Python type check rejects a float"),
+    ("number_type", _whole_floats,
+     "a number of the other Python type (15.0 for an integer, or 12 in a list of floats): JSON has one number "
+     "type and JSON Schema accepts both, so the project accepts it; BFCL's Python type check rejects it"),
     ("default_given", _defaults_dropped,
      "an argument the answer does not name, given its schema default: the call means the same, so the project "
      "accepts it; BFCL rejects any argument its answer does not list"),
@@ -99,7 +108,7 @@ RULES: list[tuple[str, Callable[[dict[str, Any], dict[str, Any]], Decoded], str]
      "an argument the answer pins, left out where its schema default is the pinned value: the call means the "
      "same, so the project accepts it; BFCL asks for it unless the answer marks it optional"),
     ("several_value_rules", _all_value_rules,
-     "several of: a whole float for an integer, an argument given its schema default, a pinned argument left "
+     "several of: a number of the other Python type, an argument given its schema default, a pinned argument left "
      "at its default (each accepted by the project, rejected by BFCL)"),
 ]
 CALL_ORDER = (
