@@ -207,9 +207,9 @@ def reference_cases(category: str, verdict_rows: list[dict[str, Any]]) -> list[d
     return cases
 
 
-def category_accuracy(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    n = len(rows)
-    return {"accuracy": sum(r[key] for r in rows) / n if n else None, "total_count": n}
+def share(rows: list[dict[str, Any]], key: str) -> float | None:
+    """The share of `rows` whose `key` is true (None for no rows)."""
+    return sum(r[key] for r in rows) / len(rows) if rows else None
 
 
 def leaderboard(per_category: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -267,8 +267,8 @@ def score(out: str | Path) -> dict[str, Any]:
         per_category[category] = {
             "n": len(rows), "bfcl_correct": correct, "bfcl_accuracy": correct / len(rows) if rows else None,
             "bfcl_accuracy_ci95": proportion_ci(correct, len(rows)),
-            "project_accuracy": category_accuracy(agreed, "project_correct")["accuracy"],
-            "agreement": category_accuracy(agreed, "agree")["accuracy"],
+            "project_accuracy": share(agreed, "project_correct"),
+            "agreement": share(agreed, "agree"),
             "disagreements": sum(not r["agree"] for r in agreed),
             "bfcl_error_types": dict(Counter(r["bfcl_error_type"] for r in agreed if not r["bfcl_valid"])
                                      .most_common()),
@@ -291,8 +291,8 @@ def score(out: str | Path) -> dict[str, Any]:
         "generation": first.get("generation"),
         "metrics": metrics | {"bfcl": {
             "per_category": per_category, "leaderboard": leaderboard(per_category),
-            "accuracy_all_samples": category_accuracy(agreed_all, "bfcl_valid")["accuracy"],
-            "agreement": category_accuracy(agreed_all, "agree")["accuracy"],
+            "accuracy_all_samples": share(agreed_all, "bfcl_valid"),
+            "agreement": share(agreed_all, "agree"),
             "disagreements": [r for r in agreed_all if not r["agree"]],
             "unexplained": sum(r["explanation"] == UNEXPLAINED for r in agreed_all),
             "checker_crashes": sum(r["bfcl_error_type"] == "checker_crash" for r in agreed_all),

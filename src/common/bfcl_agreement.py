@@ -49,45 +49,47 @@ def _python_number(value: Any, bfcl_type: str | None) -> Any:
     return value
 
 
+def _edit_calls(case: dict[str, Any], project: dict[str, Any],
+                edit: Callable[[dict[str, Any], dict[str, Any], dict[str, Any] | None], None]) -> Decoded:
+    """A copy of the output with `edit(arguments, schema properties, matched answer or None)`
+    applied to each call in place."""
+    out, answers = copy.deepcopy(case["decoded"]), _answers(case, project)
+    for i, call in enumerate(out):
+        (name, args), = call.items()
+        edit(args, _doc(case, name)["parameters"].get("properties", {}), answers.get(i))
+    return out
+
+
 def _whole_floats(case: dict[str, Any], project: dict[str, Any]) -> Decoded:
     """Numbers given the Python type the function declares: a whole float for an integer
     made an int, and in a list, ints made floats where the items are floats (BFCL turns an
     int into a float only at the top level)."""
-    out = copy.deepcopy(case["decoded"])
-    for call in out:
-        (name, args), = call.items()
-        props = _doc(case, name)["parameters"].get("properties", {})
+    def edit(args: dict[str, Any], props: dict[str, Any], answer: dict[str, Any] | None) -> None:
         for key, value in args.items():
             schema = props.get(key, {})
             if schema.get("type") == "integer":
                 args[key] = _python_number(value, "integer")
             elif schema.get("type") in ("array", "tuple") and isinstance(value, list):
                 args[key] = [_python_number(v, (schema.get("items") or {}).get("type")) for v in value]
-    return out
+    return _edit_calls(case, project, edit)
 
 
 def _defaults_dropped(case: dict[str, Any], project: dict[str, Any]) -> Decoded:
     """Arguments the matched answer does not name, given at their schema default, dropped."""
-    out, answers = copy.deepcopy(case["decoded"]), _answers(case, project)
-    for i, call in enumerate(out):
-        (name, args), = call.items()
-        props = _doc(case, name)["parameters"].get("properties", {})
-        for key in [k for k, v in args.items() if i in answers and k not in answers[i]
+    def edit(args: dict[str, Any], props: dict[str, Any], answer: dict[str, Any] | None) -> None:
+        for key in [k for k, v in args.items() if answer is not None and k not in answer
                     and "default" in props.get(k, {}) and props[k]["default"] == v]:
             del args[key]
-    return out
+    return _edit_calls(case, project, edit)
 
 
 def _defaults_filled(case: dict[str, Any], project: dict[str, Any]) -> Decoded:
     """Arguments the matched answer pins, left out, given their schema default."""
-    out, answers = copy.deepcopy(case["decoded"]), _answers(case, project)
-    for i, call in enumerate(out):
-        (name, args), = call.items()
-        props = _doc(case, name)["parameters"].get("properties", {})
-        for key, alternatives in answers.get(i, {}).items():
+    def edit(args: dict[str, Any], props: dict[str, Any], answer: dict[str, Any] | None) -> None:
+        for key, alternatives in (answer or {}).items():
             if key not in args and "" not in alternatives and "default" in props.get(key, {}):
                 args[key] = props[key]["default"]
-    return out
+    return _edit_calls(case, project, edit)
 
 
 def _all_value_rules(case: dict[str, Any], project: dict[str, Any]) -> Decoded:
