@@ -177,13 +177,13 @@ def test_quality_filter_drops_with_reasons():
         sample(0, "call f with n 3", {"n": 3}),
         sample(1, "Call f with n 3!", {"n": 3}),  # the same request
         sample(2, "call f with n x", {"n": "x"}),  # fails the schema
-        sample(3, "call g with n 4", {"n": 4}, name="g"),  # not offered
         sample(4, "call f with n 5", {"n": 6}),  # the value is not in the request
         sample(5, "call f please", {"n": 6}, source="bfcl_live"),  # real requests paraphrase
     ])
     assert [s.id for s in kept] == ["0", "5"]
-    assert report["dropped"] == {"duplicate_request": 1, "args_fail_schema": 1, "unknown_function": 1,
-                                 "value_not_in_request": 1}
+    assert report["dropped"] == {"duplicate_request": 1, "args_fail_schema": 1, "value_not_in_request": 1}
+    with pytest.raises(ValueError, match=r"names 'g', which is not among the offered tools \['f'\]"):
+        sample(3, "call g with n 4", {"n": 4}, name="g")  # refused where samples are made
 
 
 def test_sampled_values_fit_their_schemas():

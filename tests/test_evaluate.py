@@ -4,61 +4,12 @@ import json
 
 import pytest
 import torch
+from evaluation_helpers import GoldBackend, params
 
 from common import evaluate as ev
-from common.backends import BACKENDS, Backend, Generation
-from common.formats import FORMATS, get_format
-from common.models import load_tokenizer
+from common.errors import UserError
+from common.formats import FORMATS
 from common.params import ParamsError, load_params
-from common.samples import ToolCall
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return load_tokenizer("smollm2-135m-instruct")
-
-
-class GoldBackend(Backend):
-    """Answers every prompt with the sample's expected completion (the first acceptable
-    value of each argument), and can be told to fail on a given call."""
-
-    name = "gold"
-    answers: dict[str, str] = {}
-    calls = 0
-    fail_on_call: int | None = None
-
-    def __init__(self, model, tokenizer, settings, stop_texts=(), logits_processors=None):
-        pass
-
-    def generate(self, prompts):
-        type(self).calls += 1
-        if type(self).calls == self.fail_on_call:
-            raise KeyboardInterrupt("interrupted by the test")
-        return [Generation(self.answers[p], 100, 10, 0.5, "stop") for p in prompts]
-
-    def describe(self):
-        return {"backend": self.name}
-
-
-@pytest.fixture
-def gold(monkeypatch, tok):
-    monkeypatch.setitem(BACKENDS, "gold", GoldBackend)
-    monkeypatch.setattr(GoldBackend, "calls", 0)
-    monkeypatch.setattr(GoldBackend, "fail_on_call", None)
-
-    def prepare(fmt_name, samples):
-        fmt = get_format(fmt_name)
-        GoldBackend.answers = {
-            fmt.render_prompt(s.tools, s.messages, tok): fmt.render_completion(
-                [ToolCall(name=c.name, arguments={k: v[0] for k, v in c.arguments.items()})
-                 for c in s.expected_calls], "" if s.expected_calls else "I can answer that directly.")
-            for s in samples}
-    return prepare
-
-
-def params(tmp_path, **kw):
-    base = dict(model="tiny-random-llama", out=str(tmp_path / "run"), latency_requests=0, wandb="disabled")
-    return ev.EvalParams(**(base | kw))
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
@@ -110,7 +61,7 @@ def test_a_second_evaluation_into_the_same_folder_is_refused(tmp_path, tok, gold
     (tmp_path / "run").mkdir()
     with open(tmp_path / "run" / ".lock", "w") as held:  # as a running evaluation holds it
         fcntl.flock(held, fcntl.LOCK_EX)
-        with pytest.raises(RuntimeError, match="another evaluation is writing"):
+        with pytest.raises(UserError, match="another run is writing"):
             ev.evaluate(params(tmp_path, backend="gold", limit=1), model_and_tokenizer=(None, tok))
     assert ev.evaluate(params(tmp_path, backend="gold", limit=1), model_and_tokenizer=(None, tok))["n_samples"] == 1
 
@@ -249,7 +200,7 @@ def test_a_row_padded_after_a_stop_string_counts_only_its_own_tokens(tok):
 
 
 def test_unknown_suite_lists_the_shipped_ones():
-    with pytest.raises(FileNotFoundError, match="everyday_tools"):
+    with pytest.raises(UserError, match="everyday_tools"):
         ev.load_data("suite:nope")
 
 

@@ -11,6 +11,7 @@ import torch
 from transformers import TrainerCallback
 
 from common import train as tr
+from common.errors import UserError
 from common.evaluate import load_data
 from common.formats import get_format
 from common.models import load_model, load_tokenizer
@@ -281,7 +282,7 @@ def test_bad_parameters_fail_with_the_fix(tmp_path, data_file):
         tr.train_sft(sft_params(tmp_path, data_file, packing=True))
     with pytest.raises(RuntimeError, match="CUDA"):
         tr.train_sft(sft_params(tmp_path, data_file, method="qlora", device="cpu", out=str(tmp_path / "q")))
-    with pytest.raises(FileNotFoundError, match="python -m common.data build"):
+    with pytest.raises(UserError, match="python -m common.data build"):
         tr.train_sft(sft_params(tmp_path, "data/no-such-build:train", out=str(tmp_path / "n")))
 
 
@@ -416,7 +417,7 @@ def test_dpo_run_with_the_sft_loss_logs_rewards(tmp_path, data_file):
 
 
 def test_dpo_draws_its_prompts_from_the_sft_runs_data_unless_told_otherwise(tmp_path):
-    from common.evaluate import write_json
+    from common.jsonl import write_json
     sft = tmp_path / "sft"
     sft.mkdir()
     write_json(sft / "run.json", {"stage": "sft", "params": tr.SFTParams(data="data/elsewhere:train").model_dump()})

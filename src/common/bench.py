@@ -82,7 +82,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["train"], help="what to benchmark")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="model to train")
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--configs", nargs="*", default=["before", "after"], choices=sorted(CONFIGS),
                         help="configurations to run, in order")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="toolcall-bench-") as tmp:
@@ -109,4 +110,5 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import ArgumentParser, cli
+    cli(main)

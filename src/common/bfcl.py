@@ -36,16 +36,16 @@ from common import bfcl_data
 from common.bfcl_agreement import UNEXPLAINED, agreement
 from common.bfcl_reference import reference_verdicts
 from common.checker import Verdict
+from common.errors import ArgumentParser, cli
 from common.evaluate import (
     BFCL_PREFIX,
+    PREDICTION_KEYS,
     EvalParams,
-    append_jsonl,
     evaluate,
     load_data,
-    read_jsonl,
-    write_json,
 )
 from common.evaluate import score as score_evaluation
+from common.jsonl import read_json, read_jsonl, write_json, write_jsonl
 from common.metrics import (
     call_decision,
     compute_metrics,
@@ -53,13 +53,11 @@ from common.metrics import (
     proportion_ci,
 )
 from common.models import load_model, resolve_dtype
-from common.params import load_params, parse_overrides
+from common.params import add_set_argument, load_params, parse_overrides
 from common.provenance import provenance, reports_root
-from common.tracking import flatten, start_run
+from common.tracking import WandbMode, flatten, start_run
 
-# live_relevance is left out: its entries have no answer, and BFCL counts any call as
-# right, which the project's checker (an expected call, or none) cannot express.
-CATEGORIES = bfcl_data.BENCHMARK_CATEGORIES + tuple(c for c in bfcl_data.LIVE_CATEGORIES if c != "live_relevance")
+CATEGORIES = bfcl_data.SCORED_CATEGORIES
 
 
 class BFCLParams(BaseModel):
@@ -82,7 +80,7 @@ class BFCLParams(BaseModel):
     batch_size: int = Field(16, ge=1, description="prompts per generate call")
     max_new_tokens: int = Field(256, ge=1, description="the longest answer (BFCL's parallel_multiple needs ~200)")
     seed: int = Field(42, description="generation seed (greedy decoding does not draw on it)")
-    wandb: str = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
+    wandb: WandbMode = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
     wandb_project: str = "toolcall-lab"
 
     @field_validator("categories")
@@ -187,7 +185,7 @@ def generate(params: BFCLParams, model_and_tokenizer: tuple[Any, Any] | None = N
 
 
 def _finished(eval_params: EvalParams) -> bool:
-    done = {r["id"] for r in read_jsonl(Path(eval_params.out) / "predictions.jsonl")}
+    done = {r["id"] for r in read_jsonl(Path(eval_params.out) / "predictions.jsonl", PREDICTION_KEYS)}
     return all(s.id in done for s in load_data(eval_params.data, eval_params.limit))
 
 
@@ -250,7 +248,7 @@ def score(out: str | Path) -> dict[str, Any]:
                                "to generate it (done samples are kept)")
         # rescored every time, so that the verdicts are those of the current checker
         runs[category] = score_evaluation(folder)
-        p_call.update({r["id"]: r.get("p_call") for r in read_jsonl(folder / "predictions.jsonl")})
+        p_call.update({r["id"]: r.get("p_call") for r in read_jsonl(folder / "predictions.jsonl", PREDICTION_KEYS)})
         project_rows[category] = read_jsonl(folder / "verdicts.jsonl")
         cases += reference_cases(category, project_rows[category])
     flat = [r for rows in project_rows.values() for r in rows]
@@ -274,10 +272,9 @@ def score(out: str | Path) -> dict[str, Any]:
                                      .most_common()),
             "slm": compute_metrics(vs)["slm"],
             "generation": {k: runs[category]["throughput"][k] for k in ("seconds", "samples", "truncated")}}
-    (out / "agreement.jsonl").unlink(missing_ok=True)
-    append_jsonl(out / "agreement.jsonl", agreed_all)
-    (out / "verdicts.jsonl").unlink(missing_ok=True)  # every category's project verdicts, for 07's head to head
-    append_jsonl(out / "verdicts.jsonl", (r for rows in project_rows.values() for r in rows))
+    write_jsonl(out / "agreement.jsonl", agreed_all)
+    # every category's project verdicts, for 07's head to head
+    write_jsonl(out / "verdicts.jsonl", (r for rows in project_rows.values() for r in rows))
     metrics = compute_metrics(all_verdicts)
     metrics["kinetic"]["latency"] = latency_summary([])
     # P(call) pooled over the categories: irrelevance entries against the others
@@ -414,7 +411,7 @@ def track(params: BFCLParams, results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("params", nargs="*", help="YAML parameter files, merged in order")
     for name in ("model", "adapter", "format", "run", "out", "device", "experiment"):
@@ -422,8 +419,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--limit", type=int, help=BFCLParams.model_fields["limit"].description)
     parser.add_argument("--categories", nargs="+", help=BFCLParams.model_fields["categories"].description)
     parser.add_argument("--call-gate", dest="call_gate", help=BFCLParams.model_fields["call_gate"].description)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help=f"override any parameter: {', '.join(BFCLParams.model_fields)}")
+    add_set_argument(parser, list(BFCLParams.model_fields))
     parser.add_argument("--score-only", action="store_true", help="rescore the predictions in --out")
     args = parser.parse_args(argv)
     flags = {k: v for k, v in vars(args).items() if k in BFCLParams.model_fields and v is not None}
@@ -432,8 +428,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             flags["call_gate"] = float(flags["call_gate"])
     if args.score_only:
         if not args.out or not (Path(args.out) / "params.json").is_file():
-            parser.error("--score-only needs --out, the folder of a BFCL run (with its params.json)")
-        saved = json.loads((Path(args.out) / "params.json").read_text())
+            parser.error("--score-only needs --out, the folder of a finished BFCL run (with its params.json)")
+        saved = read_json(Path(args.out) / "params.json", "BFCL run record")
         params = BFCLParams.model_validate(saved | {"out": args.out})
     else:
         params = load_params(BFCLParams, args.params, parse_overrides(args.set) | flags).resolved()
@@ -444,4 +440,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from common.errors import UserError
 from common.samples import ExpectedCall, Sample
 from common.schemas import SchemaProblem, normalize_function
 
@@ -27,6 +28,9 @@ from common.schemas import SchemaProblem, normalize_function
 BENCHMARK_CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance")
 LIVE_CATEGORIES = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple",
                    "live_irrelevance", "live_relevance")
+# live_relevance is left out of scoring: its entries have no answer, and BFCL counts any call
+# as right, which the project's checker (an expected call, or none) cannot express.
+SCORED_CATEGORIES = BENCHMARK_CATEGORIES + tuple(c for c in LIVE_CATEGORIES if c != "live_relevance")
 VERSION = "BFCL_v4"
 
 
@@ -191,13 +195,16 @@ def entry_to_sample(entry: dict[str, Any], category: str, hint: str = "") -> Sam
             tools.append(normalize_function(function)[0])
         except SchemaProblem:  # keep BFCL's own form rather than lose the case
             tools.append(function)
-    return Sample(id=entry["id"], tools=tools, messages=entry["question"][0],
-                  expected_calls=calls, scenario=scenario, source=f"bfcl:{category}")
+    # validated as a benchmark entry: BFCL's own form is kept where it is not valid JSON Schema,
+    # and its answer key as it is (samples.Sample)
+    return Sample.model_validate({"id": entry["id"], "tools": tools, "messages": entry["question"][0],
+                                  "expected_calls": calls, "scenario": scenario, "source": f"bfcl:{category}"},
+                                 context={"benchmark": True})
 
 
 def category_samples(category: str) -> list[Sample]:
     """A benchmark category as evaluation samples, prompted as BFCL prompts them."""
-    if category not in BENCHMARK_CATEGORIES + LIVE_CATEGORIES:
-        raise ValueError(f"BFCL category {category!r} is not a single-turn AST category this project "
-                         f"scores; choose from {list(BENCHMARK_CATEGORIES + LIVE_CATEGORIES)}")
+    if category not in SCORED_CATEGORIES:
+        raise UserError(f"BFCL category {category!r} is not a single-turn AST category this project "
+                        f"scores; choose from {', '.join(SCORED_CATEGORIES)}")
     return [entry_to_sample(e, category, hint=PYTHON_HINT) for e in read_category(category)]

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import ArgumentParser, UserError
+from common.provenance import local_path
 from common.samples import Sample
 
 
@@ -39,7 +41,7 @@ def used_ids(train_results: dict[str, Any]) -> set[str]:
     n = p.get("pair_prompts") if train_results.get("stage") == "dpo" else p.get("limit")
     used = {s.id for s in load_samples(p["data"], n, p["seed"])}
     if p.get("sft"):
-        used |= used_ids(json.loads((Path(p["sft"]) / "results.json").read_text()))
+        used |= used_ids(json.loads((local_path(p["sft"]) / "results.json").read_text()))
     return used
 
 
@@ -107,13 +109,13 @@ def choose_threshold(p_call: list[float], expects_call: list[bool], no_call_accu
 def calibrate(run_dir: str | Path, samples: int = 160, no_call_accuracy: float = 0.8, batch_size: int = 16,
               seed: int = 0, dtype: str = "auto", device: str = "cpu") -> dict[str, Any]:
     """Calibrate the gate of a finished training run; returns (and saves) call_gate.json."""
-    from common.evaluate import write_json
     from common.formats import get_format
+    from common.jsonl import write_json
     from common.models import load_model
-    run_dir = Path(run_dir)
+    run_dir = local_path(run_dir)
     results_path = run_dir / "results.json"
     if not results_path.exists():
-        raise FileNotFoundError(f"{results_path} does not exist: calibrate a finished training run "
+        raise UserError(f"{results_path} does not exist: calibrate a finished training run "
                                 "(python -m common.train ... writes it at the end)")
     train = json.loads(results_path.read_text())
     weights = train["outputs"].get("adapter") or train["outputs"].get("model")
@@ -131,7 +133,7 @@ def calibrate(run_dir: str | Path, samples: int = 160, no_call_accuracy: float =
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="a finished training run folder (runs/<experiment>/<run>)")
     parser.add_argument("--samples", type=int, default=160, help="unused training samples to calibrate on")
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=0, help="seed of the draw of calibration samples")
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16 or float32")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     args = parser.parse_args(argv)
     if not 0 < args.no_call_accuracy < 1:
         parser.error("--no-call-accuracy is a share strictly between 0 and 1, e.g. 0.8")
@@ -152,4 +155,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import cli
+    cli(main)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from common import bfcl_data
+from common.errors import UserError
 from common.schemas import SchemaProblem, normalize_function
 
 SGD_NAME = re.compile(r"^([A-Z][A-Za-z]+)_\d+_[A-Z]")
@@ -242,9 +243,9 @@ def from_jsonl(paths: Iterable[str | Path], exclude: frozenset[str] = frozenset(
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{i}: not JSON ({err}); each line must be one OpenAI tool") from None
+                raise UserError(f"{path}:{i}: not JSON ({err}); each line must be one OpenAI tool") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path}:{i}: a line must be a JSON object (an OpenAI tool)")
+                raise UserError(f"{path}:{i}: a line must be a JSON object (an OpenAI tool)")
             function = row.get("function", row)
             normal = b.add(function)
             if normal and normal["name"] not in members[row.get("toolkit") or path.stem]:

@@ -144,7 +144,9 @@ def type_error(value: Any, schema: dict[str, Any] | None, acceptable: list[Any] 
             errors = [e for e in jsonschema.Draft202012Validator(schema).iter_errors(value)
                       if e.validator == "type"]
         except (jsonschema.exceptions.UnknownType, jsonschema.exceptions.SchemaError):
-            errors = []  # a non-standard type (BFCL's "dict", "float") is normalised upstream
+            # only a benchmark's own unusable schema gets here: every sample's tools are
+            # normalised and validated where samples enter (samples.checked_tool)
+            errors = []
         if errors:
             where = "/".join(str(p) for p in errors[0].absolute_path)
             return f"{where + ': ' if where else ''}{errors[0].message}"
@@ -216,6 +218,9 @@ def check_call(expected: ExpectedCall, call: ToolCall, function: dict[str, Any] 
                 issues.append(ArgumentIssue(key, "type_mismatch", why))
         elif schema is not None and "default" in schema and values_equal(value, schema["default"], strict_strings):
             continue
+        elif schema is not None and (why := type_error(value, schema)):
+            # the same verdict the hallucination record gives it (`wrong_type`)
+            issues.append(ArgumentIssue(key, "type_mismatch", f"{key} was not asked for, and {why}"))
         else:
             issues.append(ArgumentIssue(key, "extra_argument", f"{key}={value!r} was not asked for"))
     return issues + omissions

@@ -19,7 +19,6 @@ import json
 import math
 import random
 import shutil
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -31,10 +30,13 @@ from tqdm.auto import tqdm
 from common import bfcl_data, datacard, quality
 from common import catalog as catalog_mod
 from common.bfcl_data import normalize_request
-from common.params import load_params, parse_overrides
+from common.errors import ArgumentParser, cli
+from common.jsonl import read_json, write_json
+from common.params import add_set_argument, load_params, parse_overrides
 from common.provenance import ROOT, provenance
 from common.samples import Sample
 from common.scenarios import SCENARIOS, SampleWriter, essential_tools
+from common.secrets import check_env_name
 
 LIVE_SCENARIO = {"live_simple": "single", "live_multiple": "single", "live_parallel": "parallel",
                  "live_parallel_multiple": "parallel", "live_irrelevance": "no_tool"}
@@ -82,6 +84,11 @@ class DataParams(BaseModel):
     unseen_tools_fraction: float = Field(0.0, ge=0, lt=1, description="hold out this share of each toolkit's tools for eval only")
     quality_filter: bool = Field(True, description="drop what the quality filter rejects; false keeps it in the "
                                  "training split (counted as `kept_unfiltered`), for the filtered-vs-dirty ablation")
+
+    @field_validator("teacher_api_key_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        return check_env_name(v, "teacher_api_key_env")
 
     @field_validator("scenario_mix")
     @classmethod
@@ -353,7 +360,7 @@ def build(p: DataParams, force: bool = False) -> dict[str, Any]:
             "build_seconds": None, "provenance": provenance()}
     datacard.save_splits(splits, work)
     card["build_seconds"] = round(time.time() - started, 1)
-    (work / "data_card.json").write_text(json.dumps(card, indent=1, ensure_ascii=False))
+    write_json(work / "data_card.json", card)
     with (work / "catalog.jsonl").open("w") as f:
         for t in cat.toolkits.values():
             for fn in t.functions:
@@ -378,19 +385,19 @@ def show(card: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m common.data", description=__doc__,
+    parser = ArgumentParser(prog="python -m common.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the datasets of a parameter file")
     b.add_argument("params", nargs="+", help="YAML parameter files, merged in order")
-    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one parameter (value read as YAML)")
+    add_set_argument(b, list(DataParams.model_fields), dest="overrides")
     b.add_argument("--force", action="store_true", help="replace an existing build with other parameters")
     s = sub.add_parser("show", help="print the data card of a build directory")
     s.add_argument("path", help="a build directory, e.g. data/offline-default")
+    s.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     args = parser.parse_args(argv)
     if args.command == "show":
-        card = json.loads((Path(args.path) / "data_card.json").read_text())
+        card = read_json(Path(args.path) / "data_card.json", "data build (data_card.json)")
     else:
         card = build(load_params(DataParams, args.params, parse_overrides(args.overrides)), force=args.force)
     print(show(card))
@@ -398,7 +405,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError, FileExistsError, quality.LeakageError, RuntimeError) as err:
-        sys.exit(f"error: {err}")
+    cli(main)

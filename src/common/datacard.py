@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from common.samples import Sample
+from common.errors import UserError
+from common.samples import Sample, validate_rows
 
 JSON_FIELDS = ("tools", "messages", "expected_calls")
 SPLITS = ("train", "eval")
@@ -33,9 +34,12 @@ def to_row(sample: Sample, prompt_tokens: int) -> dict[str, Any]:
     return row
 
 
+def decode_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (json.loads(row[k]) if k in JSON_FIELDS else row[k]) for k in Sample.model_fields if k in row}
+
+
 def from_row(row: dict[str, Any]) -> Sample:
-    d = {k: (json.loads(row[k]) if k in JSON_FIELDS else row[k]) for k in Sample.model_fields if k in row}
-    return Sample.model_validate(d)
+    return Sample.model_validate(decode_row(row))
 
 
 def content_hash(rows: list[dict[str, Any]]) -> str:
@@ -58,12 +62,13 @@ def load_split(path: str | Path, split: str = "eval") -> list[Sample]:
     path = Path(path)
     target = path / "dataset" if (path / "dataset").is_dir() else path
     if not (target / "dataset_dict.json").is_file():
-        raise FileNotFoundError(f"no built dataset at {path}; build one with "
+        raise UserError(f"no built dataset at {path}; build one with "
                                 f"`python -m common.data build params/data.yaml`")
     data = load_from_disk(str(target))
     if split not in data:
-        raise ValueError(f"{path} has no split {split!r}; it has {list(data)}")
-    return [from_row(r) for r in data[split]]
+        raise UserError(f"{path} has no split {split!r}; it has {list(data)}")
+    return validate_rows([(f"{path}:{split}[{i}]", decode_row(r)) for i, r in enumerate(data[split])],
+                         f"{path}:{split}")
 
 
 def percentiles(values: list[int]) -> dict[str, float]:

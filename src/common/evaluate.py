@@ -20,18 +20,14 @@ Phases, with files in between (generation never scores, scoring never generates)
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import json
-import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm.auto import tqdm
 
 from common import bfcl_data
@@ -39,19 +35,51 @@ from common.backends import BACKENDS, Backend, GenerationSettings
 from common.checker import check_sample
 from common.datacard import load_split
 from common.decoding import CallDecision, call_start_token
+from common.errors import ArgumentParser, UserError, cli
 from common.formats import FORMATS, get_format
+from common.jsonl import (
+    append_jsonl,
+    exclusive,
+    read_checked,
+    read_json,
+    read_jsonl,
+    repair,
+    write_json,
+    write_jsonl,
+)
 from common.metrics import call_decision, compute_metrics, latency_summary
-from common.models import default_format, load_model, resolve_dtype
-from common.params import load_params, parse_overrides
-from common.provenance import ROOT, git_state, provenance, reports_root
+from common.models import (
+    check_adapter,
+    check_model_name,
+    default_format,
+    load_model,
+    resolve_dtype,
+)
+from common.params import (
+    ParamsError,
+    add_set_argument,
+    load_params,
+    parse_overrides,
+    validation_message,
+)
+from common.provenance import (
+    git_state,
+    local_path,
+    portable,
+    portable_path,
+    provenance,
+    reports_root,
+)
 from common.samples import Sample, read_samples
-from common.tracking import flatten, start_run
+from common.tracking import WandbMode, flatten, start_run
 
 SUITE_PREFIX = "suite:"
 BFCL_PREFIX = "bfcl:"
 # Parameters that change what is generated: a rerun into the same folder must match them.
 GENERATION_KEYS = ("model", "adapter", "merge_adapter", "data", "format", "backend", "dtype",
                    "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "call_gate")
+# What a line of predictions.jsonl and of latency.jsonl must hold to count (else it is quarantined).
+PREDICTION_KEYS, LATENCY_KEYS = ("id", "text"), ("id", "seconds")
 # Parameters that only change scoring: `--score-only --set` may change these.
 SCORING_KEYS = ("strict_strings",)
 
@@ -84,7 +112,7 @@ class EvalParams(BaseModel):
     seed: int = 42
     latency_requests: int = Field(20, ge=0, description="samples re-run one at a time to time requests")
     strict_strings: bool = Field(False, description="compare strings exactly, not BFCL-normalised")
-    wandb: str = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
+    wandb: WandbMode = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
     wandb_project: str = "toolcall-lab"
     wandb_group: str | None = None
 
@@ -113,127 +141,132 @@ class EvalParams(BaseModel):
 
 # -- data ---------------------------------------------------------------------------
 def load_data(spec: str, limit: int | None = None) -> list[Sample]:
+    """The samples of a data spec, validated (`samples.Sample`); an empty source is an error."""
     if spec.startswith(SUITE_PREFIX):
         name = spec[len(SUITE_PREFIX):]
         path = resources.files("common") / "suites" / f"{name}.json"
         if not path.is_file():
             shipped = sorted(p.name.removesuffix(".json") for p in (resources.files("common") / "suites").iterdir()
                              if p.name.endswith(".json"))
-            raise FileNotFoundError(f"no shipped suite {name!r}; shipped suites: {shipped}")
+            raise UserError(f"no shipped suite {name!r}; shipped suites: {shipped}")
         samples = read_samples(Path(str(path)))
     elif spec.startswith(BFCL_PREFIX):
         samples = bfcl_data.category_samples(spec[len(BFCL_PREFIX):])
     elif _built_split(spec):
         path, split = _built_split(spec)
         samples = load_split(path, split)
+    elif not local_path(spec).exists():
+        raise UserError(f"no sample file or data build at {spec}; give a samples JSONL, suite:NAME, bfcl:CATEGORY "
+                        "or a build (data/<name>, data/<name>:train) made by `python -m common.data build "
+                        "params/data.yaml`")
     else:
-        samples = read_samples(spec)
+        samples = read_samples(local_path(spec))
+    if not samples:
+        raise UserError(f"{spec} holds no samples; point --data at a non-empty file or build")
     return samples[:limit] if limit else samples
 
 
 def _built_split(spec: str) -> tuple[Path, str] | None:
     """`data/<build>` (its eval split) or `data/<build>:train`, when that is a built dataset."""
-    path, _, split = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
-    if (Path(path) / "data_card.json").is_file():
-        return Path(path), split or "eval"
+    path, _, split = spec.partition(":") if not local_path(spec).exists() else (spec, "", "")
+    if (local_path(path) / "data_card.json").is_file():
+        return local_path(path), split or "eval"
     return None
 
 
-# -- resumable JSONL ------------------------------------------------------------------
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Complete records of a JSONL file. A last line cut off mid-write (the run was
-    killed) is dropped and the file truncated before it, so appending stays valid."""
-    if not path.exists():
-        return []
-    rows, good_bytes = [], 0
-    with path.open("rb") as f:
-        for raw in f:
-            try:
-                if not raw.endswith(b"\n"):
-                    raise ValueError("incomplete line")
-                rows.append(json.loads(raw))
-            except ValueError:
-                break
-            good_bytes += len(raw)
-    if good_bytes < path.stat().st_size:
-        with path.open("r+b") as f:
-            f.truncate(good_bytes)
-    return rows
+def portable_data(spec: str) -> str:
+    """A data spec as a run records it: a file or a build by its portable path."""
+    if spec.startswith((SUITE_PREFIX, BFCL_PREFIX)):
+        return spec
+    built = _built_split(spec)
+    if built:
+        path, split = built
+        return portable_path(path) + (f":{split}" if ":" in spec else "")
+    return portable_path(local_path(spec))
 
 
-def append_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-@contextlib.contextmanager
-def exclusive(out: Path):
-    """Hold the output folder for one evaluation: two runs appending to the same
-    predictions would duplicate work and records."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"another evaluation is writing to {out}; wait for it to finish or stop it, "
-                               "then run this again (finished samples are kept)") from None
-        yield
-
-
-def check_run_config(out: Path, params: EvalParams) -> dict[str, Any]:
-    """Refuse to mix predictions of different settings in one folder; returns run.json's
-    content with this invocation's parameters (a rerun may change the others, such as
-    `limit` or `latency_requests`)."""
+def generation_settings(params: EvalParams) -> dict[str, Any]:
+    """What decides a run's predictions, in the portable form each prediction records."""
     wanted = {k: getattr(params, k) for k in GENERATION_KEYS}
+    if local_path(params.model).exists():
+        wanted["model"] = portable_path(local_path(params.model))
+    wanted["adapter"] = params.adapter and portable_path(local_path(params.adapter))
+    wanted["data"] = portable_data(params.data)
+    return wanted
+
+
+def preflight(params: EvalParams, loads_model: bool) -> list[Sample]:
+    """Everything that can be checked before a model loads and before anything is written:
+    the data (validated where it enters), the model's name and the adapter's folder."""
+    samples = load_data(params.data, params.limit)
+    if loads_model:
+        check_model_name(params.model)
+        if params.adapter:
+            check_adapter(params.adapter)
+    if params.merge_adapter and not params.adapter:
+        raise UserError("merge_adapter is set but no adapter is given; pass --adapter DIR or drop the merge")
+    return samples
+
+
+# -- whose run a folder holds -------------------------------------------------------
+def _differences(there: dict[str, Any], now: dict[str, Any]) -> str:
+    return "; ".join(f"{k}: {there.get(k)!r} there, {now.get(k)!r} now" for k in now if there.get(k) != now.get(k))
+
+
+def check_predictions(out: Path, settings: dict[str, Any], recorded: dict[str, Any] | None,
+                      rows: list[dict[str, Any]]) -> None:
+    """Refuse predictions made with other settings than `settings`. Each record carries its
+    own; older records without them fall back to the folder's run.json."""
+    for row in rows:
+        theirs = row.get("settings") or (recorded and portable(recorded))
+        if not theirs:
+            raise UserError(f"{out} holds predictions whose settings are unknown (no run.json, none in the "
+                            "records); use another --out (or --run), or delete that folder to start over")
+        if theirs != settings:
+            raise UserError(f"{out} holds predictions made with other settings ({_differences(theirs, settings)}). "
+                            "Use another --out (or --run), or delete that folder to start over.")
+
+
+def start_run_record(out: Path, params: EvalParams, settings: dict[str, Any], fresh: bool) -> dict[str, Any]:
+    """run.json for this invocation. A folder with no predictions and no timed requests starts
+    afresh whatever its run.json says (a committed record, a failed start); otherwise its
+    earlier invocations are kept, so that the timings add up over resumed runs."""
     path = out / "run.json"
-    run = json.loads(path.read_text()) if path.exists() else {"generation": wanted, "invocations": []}
-    diff = {k: (run["generation"].get(k), v) for k, v in wanted.items() if run["generation"].get(k) != v}
-    if diff:
-        lines = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
-        raise ValueError(f"{out} holds predictions made with other settings ({lines}). "
-                         "Use another --out (or --run), or delete that folder to start over.")
-    out.mkdir(parents=True, exist_ok=True)
-    run["params"] = params.model_dump()
+    old = {} if fresh or not path.exists() else read_json(path, "run record")
+    run = {"generation": settings, "invocations": old.get("invocations", []), "backend": old.get("backend"),
+           "params": params.model_dump()}
     write_json(path, run)
     return run
 
 
 # -- phases ---------------------------------------------------------------------------
-def generate_predictions(backend: Backend, prompts: dict[str, str], path: Path, batch_size: int,
-                         checkpoint: Callable[[int], None] = lambda n: None) -> None:
-    """Append one record per sample, batch by batch, skipping ids already in `path`;
-    `checkpoint(n)` runs after each batch of n."""
-    done = {r["id"] for r in read_jsonl(path)}
+def generate_predictions(backend: Backend, prompts: dict[str, str], path: Path, batch_size: int, done: set[str],
+                         checkpoint: Callable[[int], None] = lambda n: None,
+                         settings: dict[str, Any] | None = None) -> None:
+    """Append one record per sample (with the run's `settings`) to `path`, which the caller
+    has repaired, batch by batch, skipping the `done` ids; `checkpoint(n)` runs after each batch of n."""
     todo = [i for i in prompts if i not in done]
     # Similar lengths in a batch waste less compute on padding.
     todo.sort(key=lambda i: len(prompts[i]))
-    with tqdm(total=len(prompts), initial=len(done), desc="generate", unit="sample") as bar:
+    with tqdm(total=len(prompts), initial=len(prompts) - len(todo), desc="generate", unit="sample") as bar:
         for start in range(0, len(todo), batch_size):
             ids = todo[start:start + batch_size]
             gens = backend.generate([prompts[i] for i in ids])
-            append_jsonl(path, ({"id": i, **asdict(g), "batch_size": len(ids)} for i, g in zip(ids, gens)))
+            append_jsonl(path, ({"id": i, **asdict(g), "batch_size": len(ids), "settings": settings}
+                                for i, g in zip(ids, gens)))
             bar.update(len(ids))
             checkpoint(len(ids))
 
 
-def measure_latency(backend: Backend, prompts: dict[str, str], ids: list[str], path: Path,
-                    batched: dict[str, dict[str, Any]], checkpoint: Callable[[int], None] = lambda n: None) -> None:
-    done = {r["id"] for r in read_jsonl(path)}
+def measure_latency(backend: Backend, prompts: dict[str, str], ids: list[str], path: Path, done: set[str],
+                    batched: dict[str, dict[str, Any]], checkpoint: Callable[[int], None] = lambda n: None,
+                    settings: dict[str, Any] | None = None) -> None:
     todo = [i for i in ids if i not in done]
     for i in tqdm(todo, desc="latency (1 request at a time)", unit="request"):
         g = backend.generate([prompts[i]])[0]
         append_jsonl(path, [{"id": i, "seconds": g.seconds, "new_tokens": g.new_tokens,
                              "prompt_tokens": g.prompt_tokens, "text": g.text,
-                             "same_text_as_batched": g.text == batched[i]["text"]}])
+                             "same_text_as_batched": g.text == batched[i]["text"], "settings": settings}])
         checkpoint(1)
 
 
@@ -252,30 +285,41 @@ def score(out: str | Path, samples: list[Sample] | None = None,
     """Parse and check every prediction in `out` into verdicts, metrics and results.json.
 
     `overrides` may change the scoring parameters (SCORING_KEYS) of a finished run.
-    Timings are those of every invocation that generated into `out`, added up.
+    Timings are those of every invocation that generated into `out`, added up. Reads the
+    predictions and never writes to them.
     """
     out = Path(out)
-    run = json.loads((out / "run.json").read_text())
+    if not (out / "run.json").is_file():
+        raise UserError(f"{out} holds no evaluation (run.json is missing); run the evaluation into it first")
+    run = read_json(out / "run.json", "run record")
     bad = sorted(set(overrides or {}) - set(SCORING_KEYS))
     if bad:
-        raise ValueError(f"{bad} change generation; rescoring may only change {list(SCORING_KEYS)}")
-    params = EvalParams.model_validate(run["params"] | (overrides or {}) | {"out": str(out)})
+        raise UserError(f"{bad} change generation; rescoring may only change {list(SCORING_KEYS)}")
+    try:
+        params = EvalParams.model_validate(run["params"] | (overrides or {}) | {"out": str(out)})
+    except ValidationError as err:
+        raise ParamsError(validation_message(err, f"{out}/run.json and the overrides")) from None
     samples = samples if samples is not None else load_data(params.data, params.limit)
     fmt = get_format(params.format)
-    predictions = {r["id"]: r for r in read_jsonl(out / "predictions.jsonl")}
+    found = read_checked(out / "predictions.jsonl", PREDICTION_KEYS)
+    latency_rows = read_jsonl(out / "latency.jsonl", LATENCY_KEYS)
+    check_predictions(out, portable(run["generation"]), run["generation"], found.rows + latency_rows)
+    predictions: dict[str, dict[str, Any]] = {}
+    for r in found.rows:
+        predictions.setdefault(r["id"], r)
     missing = [s.id for s in samples if s.id not in predictions]
     if missing:
-        raise RuntimeError(f"{len(missing)} samples have no prediction yet (first: {missing[:3]}); "
-                           "run the evaluation again to finish generating")
+        corrupt = f"; {found.describe(out / 'predictions.jsonl')}" if found.rejected else ""
+        raise UserError(f"{len(missing)} samples have no prediction yet (first: {missing[:3]}){corrupt}; "
+                        "run the evaluation again to generate them (the others are kept)")
     verdicts, rows = [], []
     for s in samples:
         parsed = fmt.parse(predictions[s.id]["text"], s.tools)
         v = check_sample(s, parsed, strict_strings=params.strict_strings)
         verdicts.append(v)
         rows.append({**v.to_dict(), "parsed": parsed.to_dict()})
-    (out / "verdicts.jsonl").unlink(missing_ok=True)
-    append_jsonl(out / "verdicts.jsonl", rows)
-    latency = read_jsonl(out / "latency.jsonl")
+    write_jsonl(out / "verdicts.jsonl", rows)
+    latency = {r["id"]: r for r in latency_rows}.values()
     metrics = compute_metrics(verdicts)
     metrics["kinetic"]["latency"] = latency_summary([r["seconds"] for r in latency])
     metrics["decision"] = call_decision([predictions[s.id].get("p_call") for s in samples],
@@ -295,6 +339,7 @@ def score(out: str | Path, samples: list[Sample] | None = None,
         "timings": timings, "invocations": len(invocations), "generated_at": generated_at,
         "provenance": provenance(),
     }
+    results = portable(results)
     write_json(out / "results.json", results)
     (out / "summary.md").write_text(summary_table(results), encoding="utf-8")
     return results
@@ -361,23 +406,31 @@ def summary_table(results: dict[str, Any]) -> str:
 def evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """Generate what is missing, measure latency, score. Returns the results dict.
 
-    `model_and_tokenizer` lets a notebook or test pass an already loaded model.
+    `model_and_tokenizer` lets a notebook or test pass an already loaded model. Everything
+    that can be checked before a model loads is checked first (`preflight`), and nothing is
+    written to the output folder until it passes.
     """
     params = params.resolved()
+    samples = preflight(params, loads_model=model_and_tokenizer is None)
     with exclusive(Path(params.out)):
-        return _evaluate(params, model_and_tokenizer)
+        return _evaluate(params, samples, model_and_tokenizer)
 
 
-def _evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None) -> dict[str, Any]:
+def _evaluate(params: EvalParams, samples: list[Sample], model_and_tokenizer: tuple[Any, Any] | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     out = Path(params.out)
-    run = check_run_config(out, params)
-    samples = load_data(params.data, params.limit)
     fmt = get_format(params.format)
     pred_path, lat_path = out / "predictions.jsonl", out / "latency.jsonl"
-    done = {r["id"] for r in read_jsonl(pred_path)}
+    settings = generation_settings(params)
+    predicted, timed_rows = repair(pred_path, PREDICTION_KEYS).rows, repair(lat_path, LATENCY_KEYS).rows
+    # older records carry no settings: the folder's run.json speaks for them
+    legacy = any("settings" not in r for r in predicted + timed_rows) and (out / "run.json").is_file()
+    recorded = read_json(out / "run.json", "run record").get("generation") if legacy else None
+    check_predictions(out, settings, recorded, predicted + timed_rows)
+    run = start_run_record(out, params, settings, fresh=not predicted and not timed_rows)
+    done = {r["id"] for r in predicted}
     latency_ids = [s.id for s in samples[:params.latency_requests]]
-    timed = {r["id"] for r in read_jsonl(lat_path)}
+    timed = {r["id"] for r in timed_rows}
     # This invocation's record is saved after every batch and request, so a killed run
     # keeps the timings and counts of what it finished.
     this = {"git": git_state(), "timings": {}, "predictions": 0, "latency_requests": 0}
@@ -397,25 +450,25 @@ def _evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None) -
             params.model, adapter=params.adapter, merge=params.merge_adapter, dtype=params.dtype,
             device=params.device, seed=params.seed)
         save("model_load_s", t)
-        settings = GenerationSettings(params.max_new_tokens, params.temperature, params.top_p, params.top_k,
-                                      params.repetition_penalty, params.seed)
+        gen = GenerationSettings(params.max_new_tokens, params.temperature, params.top_p, params.top_k,
+                                 params.repetition_penalty, params.seed)
         call_token = call_start_token(fmt, tokenizer)
         if params.call_gate is not None and call_token is None:
-            raise ValueError(f"call_gate needs the token every {params.format} call starts with, and this "
-                             "tokenizer merges it with the function name; drop call_gate for this model")
+            raise UserError(f"call_gate needs the token every {params.format} call starts with, and this "
+                            "tokenizer merges it with the function name; drop call_gate for this model")
         probe = [] if call_token is None else [CallDecision(call_token, params.call_gate)]
-        backend = BACKENDS[params.backend](model, tokenizer, settings,
+        backend = BACKENDS[params.backend](model, tokenizer, gen,
                                            stop_texts=(fmt.end_of_turn(tokenizer), *fmt.stop_texts),
                                            logits_processors=probe)
         run["backend"] = backend.describe()
         prompts = {s.id: fmt.render_prompt(s.tools, s.messages, tokenizer) for s in samples}
         t = time.perf_counter()
-        generate_predictions(backend, prompts, pred_path, params.batch_size,
-                             checkpoint=lambda n: save("generate_s", t, "predictions", n))
+        generate_predictions(backend, prompts, pred_path, params.batch_size, done,
+                             checkpoint=lambda n: save("generate_s", t, "predictions", n), settings=settings)
         t = time.perf_counter()
-        batched = {r["id"]: r for r in read_jsonl(pred_path)}
-        measure_latency(backend, prompts, latency_ids, lat_path, batched,
-                        checkpoint=lambda n: save("latency_s", t, "latency_requests", n))
+        batched = {r["id"]: r for r in read_jsonl(pred_path, PREDICTION_KEYS)}
+        measure_latency(backend, prompts, latency_ids, lat_path, timed, batched,
+                        checkpoint=lambda n: save("latency_s", t, "latency_requests", n), settings=settings)
     save()
     results = score(out, samples)
     tracker = start_run(params.model_dump(), mode=params.wandb, project=params.wandb_project,
@@ -427,21 +480,23 @@ def _evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None) -
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("params", nargs="*", help="YAML parameter files, merged in order")
     for name, field in EvalParams.model_fields.items():
         if name in {"model", "adapter", "data", "format", "out", "limit", "run", "device", "experiment"}:
             parser.add_argument(f"--{name}", type=int if name == "limit" else str, help=field.description)
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help=f"override any parameter: {', '.join(EvalParams.model_fields)}")
+    add_set_argument(parser, list(EvalParams.model_fields))
     parser.add_argument("--score-only", action="store_true",
                         help=f"rescore the predictions in --out (--set may change {', '.join(SCORING_KEYS)})")
     args = parser.parse_args(argv)
     if args.score_only:
         if not args.out:
             parser.error("--score-only needs --out, the folder of a finished generation")
-        results = score(args.out, overrides=parse_overrides(args.set))
+        if not Path(args.out).is_dir():
+            raise UserError(f"no evaluation folder at {args.out}")
+        with exclusive(Path(args.out)):  # a running generation may be appending to it
+            results = score(args.out, overrides=parse_overrides(args.set))
     else:
         flags = {k: v for k, v in vars(args).items()
                  if k in EvalParams.model_fields and v is not None}
@@ -453,4 +508,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

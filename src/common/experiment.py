@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from common.checker import Verdict
-from common.evaluate import EvalParams, evaluate, read_jsonl, write_json
+from common.evaluate import EvalParams, evaluate
+from common.jsonl import read_jsonl, write_json
 from common.metrics import bootstrap_ci, head_to_head, paired_difference
 from common.params import load_params
-from common.provenance import provenance, reports_root, shown
+from common.provenance import local_path, provenance, reports_root, shown
 
 
 def report_dir(experiment: str, run: str) -> Path:
@@ -153,7 +154,8 @@ def compare(evals: dict[str, str | Path], a: str | None = None, b: str | None = 
         row["eval_dir"] = shown(folder)
         rows.append(row)
     out: dict[str, Any] = {"table": rows, "latencies": {
-        name: [r["seconds"] for r in read_jsonl(Path(folder) / "latency.jsonl")] for name, folder in evals.items()}}
+        name: [r["seconds"] for r in read_jsonl(Path(folder) / "latency.jsonl", ("seconds",))]
+        for name, folder in evals.items()}}
     if a and b:
         out["head_to_head"] = {"a": a, "b": b, **head_to_head(vs[a], vs[b]),
                                "difference": paired_difference(vs[a], vs[b])}
@@ -254,4 +256,4 @@ def notebook_params(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
 
 def run_dir(tr: dict[str, Any]) -> Path:
     """A training run's folder (runs/<experiment>/<run>), from its results."""
-    return Path(tr["outputs"].get("adapter") or tr["outputs"]["model"]).parent
+    return local_path(tr["outputs"].get("adapter") or tr["outputs"]["model"]).parent

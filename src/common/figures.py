@@ -16,7 +16,6 @@ Each writes PNG files next to the JSON it was made from and returns their paths.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -292,9 +291,10 @@ def regenerate(root: str | Path | None = None) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", nargs="?", default=None,
                         help="folder searched for comparison.json and sweep.json (default: reports/)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     args = parser.parse_args(argv)
     made = regenerate(args.root)
     for p in made:
@@ -304,4 +304,5 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import ArgumentParser, cli
+    cli(main)

@@ -16,9 +16,11 @@ Names resolve in this order:
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -27,10 +29,14 @@ from typing import Any
 
 import torch
 
+from common.errors import UserError
+from common.provenance import local_path
+
 CONVERTED_MARKER = "toolcall_lab_converted.json"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(UserError, RuntimeError):
     """The model cannot be had offline; the message says what to install or set."""
 
 
@@ -94,6 +100,34 @@ def default_format(name: str) -> str:
 
 def resolve_hub_id(name: str) -> str:
     return HUB[name][0] if name in HUB else name
+
+
+def check_model_name(name: str) -> None:
+    """Before anything loads: a name that is not registered, not a local folder and not a hub
+    id (`owner/name`) is a typo, answered with the registered names closest to it."""
+    if name in EMBEDDED or name in TINY or name in HUB or local_path(name).exists():
+        return
+    if HUB_ID.match(name) and not local_path(name.split("/")[0]).exists():
+        return  # a hub id (`runs/x` is a local folder that is missing): whether it is here is checked when it loads
+    names = [*EMBEDDED, *TINY, *HUB]
+    close = difflib.get_close_matches(name, names, n=2, cutoff=0.6)
+    hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    if "/" in name or name.startswith((".", "~")):
+        raise ModelNotAvailable(f"no model folder at {name}; {hint}give an existing folder, a hub id "
+                                f"(owner/name) or a registered name ({', '.join(names)})")
+    raise ModelNotAvailable(f"unknown model {name!r}; {hint}registered names: {', '.join(names)}; "
+                            "or a hub id (owner/name) or a local folder")
+
+
+def check_adapter(adapter: str) -> Path:
+    """The adapter's folder on this machine, checked before the base model loads."""
+    folder = local_path(adapter)
+    if not folder.is_dir():
+        raise ModelNotAvailable(f"no adapter folder at {adapter}; pass the `adapter` folder of a finished "
+                                "training run (e.g. runs/quickstart/lora-sft/adapter)")
+    if not (folder / "adapter_config.json").is_file():
+        raise ModelNotAvailable(f"{adapter} holds no PEFT adapter (adapter_config.json is missing)")
+    return folder
 
 
 # -- embedded GGUF models ----------------------------------------------------------
@@ -160,7 +194,7 @@ def converted_dir(name: str) -> Path:
 
 # -- loading ---------------------------------------------------------------------------
 def _from_pretrained(cls: Any, name: str, **kwargs: Any) -> Any:
-    local = Path(name).expanduser()
+    local = local_path(name)
     source = str(local) if local.exists() else resolve_hub_id(name)
     try:
         return cls.from_pretrained(source, local_files_only=not local.exists() and not downloads_allowed(),
@@ -170,6 +204,7 @@ def _from_pretrained(cls: Any, name: str, **kwargs: Any) -> Any:
             raise ModelNotAvailable(f"{local} is not a transformers model folder ({err})") from None
         if isinstance(err, ValueError):
             raise
+        check_model_name(name)  # a typo gets "did you mean", not a download hint
         raise ModelNotAvailable(
             f"model {name!r} ({source}) is not on this machine and downloads are off. Either "
             f"download it where the Hugging Face hub is reachable (`huggingface-cli download {source}`) "
@@ -180,7 +215,7 @@ def _from_pretrained(cls: Any, name: str, **kwargs: Any) -> Any:
 
 def _check_tiny(name: str) -> None:
     if name.startswith("tiny-random-") and name not in TINY:
-        raise ValueError(f"unknown tiny model {name!r}; choose one of {sorted(TINY)}")
+        raise ModelNotAvailable(f"unknown tiny model {name!r}; choose one of {sorted(TINY)}")
 
 
 def _source(name: str) -> str:
@@ -239,19 +274,19 @@ def load_model(name: str, adapter: str | None = None, merge: bool = False, dtype
                device: str = "cpu", seed: int = 0) -> tuple[Any, Any]:
     """(model, tokenizer) in eval mode on `device`; `adapter` is a PEFT adapter folder."""
     from transformers import AutoModelForCausalLM
+    if merge and adapter is None:
+        raise UserError("merge_adapter is set but no adapter is given; pass --adapter DIR or drop the merge")
+    adapter_dir = check_adapter(adapter) if adapter is not None else None  # before the base model loads
+    check_model_name(name)
     torch_dtype = resolve_dtype(dtype, device)
     tokenizer = load_tokenizer(name)
     if name in TINY:
         model = build_tiny_random(name, tokenizer, seed).to(torch_dtype)
     else:
         model = _from_pretrained(AutoModelForCausalLM, _source(name), dtype=torch_dtype)
-    if merge and adapter is None:
-        raise ValueError("merge_adapter is set but no adapter is given; pass --adapter DIR or drop the merge")
-    if adapter is not None:
+    if adapter_dir is not None:
         from peft import PeftModel
-        if not (Path(adapter) / "adapter_config.json").exists():
-            raise ModelNotAvailable(f"{adapter} holds no PEFT adapter (adapter_config.json is missing)")
-        model = PeftModel.from_pretrained(model, adapter)
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
         if merge:
             model = model.merge_and_unload()
     return model.to(device).eval(), tokenizer

@@ -19,6 +19,7 @@ from typing import Any
 
 from common.params import ParamsError, check_keys
 from common.provenance import ROOT
+from common.secrets import refuse_keys
 
 NOTEBOOKS = ROOT / "notebooks"
 
@@ -71,6 +72,7 @@ def declared_parameters(notebook: str | Path) -> dict[str, Any]:
 
 def check_parameters(notebook: str | Path, params: dict[str, Any], where: str) -> None:
     """Fail on a key the notebook does not declare, or an override key its stage does not know."""
+    refuse_keys(params, where)  # parameters are written into the executed notebook and results
     declared = declared_parameters(notebook)
     name = notebook_path(notebook).stem
     for key, value in params.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,9 +62,67 @@ def hardware() -> dict[str, Any]:
     return info
 
 
+def command_line(argv: list[str] | None = None) -> list[str]:
+    """The command that made a file, as it may be recorded: paths portable, secrets redacted.
+    A notebook's kernel has no command of its own (papermill records its parameters)."""
+    from common.secrets import redact_argv
+    argv = list(sys.argv if argv is None else argv)
+    if argv and Path(argv[0]).name in {"ipykernel_launcher.py", "ipykernel_launcher"}:
+        return ["(notebook kernel)"]
+    if argv and argv[0].endswith(".py") and "/common/" in argv[0]:
+        argv = [f"python -m common.{Path(argv[0]).stem}", *argv[1:]]
+    return [portable(a) for a in redact_argv(argv)]
+
+
 def provenance() -> dict[str, Any]:
     return {"git": git_state(), "libraries": library_versions(), "hardware": hardware(),
-            "argv": sys.argv}
+            "argv": command_line()}
+
+
+# -- paths in files ----------------------------------------------------------------------
+# A file a run writes names paths relative to the project root (or `~/` for the home folder),
+# never by the absolute path of the machine that made it: a fresh clone elsewhere must read
+# a committed run.json as its own.
+def _path_pattern() -> re.Pattern[str]:
+    roots = sorted({str(ROOT), str(Path.home())} - {"/"}, key=len, reverse=True)  # HOME=/ in some containers
+    return re.compile(r"(?<![\w.~/-])(" + "|".join(re.escape(r) for r in roots) + r")(/|(?=$|[\s'\",;:)\]]))")
+
+
+_PATHS = _path_pattern()
+
+
+def _relative(match: re.Match[str]) -> str:
+    if match.group(1) == str(ROOT):
+        return "" if match.group(2) else "."
+    return "~" + match.group(2)
+
+
+def portable(value: Any) -> Any:
+    """`value` with every absolute path inside the project root made relative to it and
+    every one inside the home folder written `~/...` (in strings at any depth)."""
+    if isinstance(value, str):
+        return _PATHS.sub(_relative, value)
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    return value
+
+
+def portable_path(path: str | Path | None) -> str | None:
+    """A path as a run records it: resolved, then relative to the project root or `~/...`."""
+    if path is None:
+        return None
+    return portable(str(Path(path).expanduser().resolve()))
+
+
+def local_path(recorded: str | Path) -> Path:
+    """A recorded path on this machine: `~/` expanded; a relative path that does not exist
+    from the working directory is read from the project root (where runs record it)."""
+    p = Path(recorded).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    return ROOT / p if (ROOT / p).exists() else p
 
 
 def reports_root() -> Path:

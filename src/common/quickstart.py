@@ -30,9 +30,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from common import experiment as ex
-from common.evaluate import write_json
-from common.params import load_params, parse_overrides
-from common.provenance import reports_root, shown
+from common.errors import ArgumentParser, cli
+from common.jsonl import write_json
+from common.params import add_set_argument, load_params, parse_overrides
+from common.provenance import command_line, reports_root, runs_root, shown
+from common.tracking import WandbMode
 
 
 class QuickstartParams(BaseModel):
@@ -51,13 +53,15 @@ class QuickstartParams(BaseModel):
     baseline: str = Field("untrained", description="the untrained run's name")
     gpu_command: str = Field("python -m common.quickstart params/quickstart.yaml params/quickstart_qwen3_4b.yaml",
                              description="the command the report gives for the real model on a GPU")
-    wandb: str = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
+    wandb: WandbMode = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
 
 
-def add_timings(path: Path, timings: dict[str, float]) -> dict[str, Any]:
+def add_timings(path: Path, timings: dict[str, float], fresh: bool = False) -> dict[str, Any]:
     """This invocation's stage times added to those of earlier ones (an interrupted run
-    resumed costs the sum; a rerun of a finished one adds the seconds its skips take)."""
-    old = json.loads(path.read_text()) if path.exists() else {"invocations": 0, "stages": {}}
+    resumed costs the sum; a rerun of a finished one adds the seconds its skips take).
+    `fresh`: this machine holds none of the earlier work (a new clone beside committed
+    reports), so the times start anew."""
+    old = json.loads(path.read_text()) if path.exists() and not fresh else {"invocations": 0, "stages": {}}
     record = {"invocations": old["invocations"] + 1,
               "stages": {k: round(old["stages"].get(k, 0.0) + v, 1) for k, v in timings.items()},
               "this_invocation": timings}
@@ -101,6 +105,8 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
     started = time.perf_counter()
     timings: dict[str, float] = {}
     out = reports_root() / p.experiment
+    # no training run here: the reports in `out` (if any) are another machine's, to be remade
+    fresh = not (runs_root() / p.experiment / p.run).exists()
     eval_set = {**p.eval_set, "experiment": p.experiment, "wandb": p.wandb, "wandb_group": p.experiment}
     sft_set = {**p.sft_set, "wandb": p.wandb}
     # every parameter is checked before the first stage runs
@@ -143,7 +149,7 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
             "histories": {p.run: shown(out / p.run / "train" / "history.json")}})
     comp = json.loads((out / "comparison.json").read_text())
     timings["total"] = round(time.perf_counter() - started, 1)
-    record = add_timings(out / "timings.json", timings)
+    record = add_timings(out / "timings.json", timings, fresh)
     report = write_report(p, out, comp, record, fine, card, command)
     print("\n" + "\n".join(f"{k:<48} {v / 60:6.1f} min" for k, v in timings.items()))
     print("\n".join(verdict_lines(comp)).replace("**", ""))
@@ -230,15 +236,15 @@ def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: 
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("params", nargs="*", default=["params/quickstart.yaml"], help="YAML files, merged in order")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help=f"override a parameter: {', '.join(QuickstartParams.model_fields)}")
+    add_set_argument(parser, list(QuickstartParams.model_fields))
     args = parser.parse_args(argv)
-    command = " ".join(["python -m common.quickstart", *args.params, *(["--set", *args.set] if args.set else [])])
+    command = " ".join(command_line(["python -m common.quickstart", *args.params,
+                                     *(["--set", *args.set] if args.set else [])]))
     return run(load_params(QuickstartParams, args.params, parse_overrides(args.set)), command)
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

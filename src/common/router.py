@@ -3,9 +3,10 @@
 Hop 1: a small model sees one pseudo-tool per toolkit (its name and a description made
 from its tools' names; no arguments) among `n_toolkits` of the catalog, and "calls" the
 toolkit the request belongs to. Hop 2: a bigger model sees the tools of the toolkit hop 1
-chose (the sample's own tools when the choice is right, as many of the chosen toolkit's
-tools otherwise) and makes the call. Both hops are ordinary evaluations with the runner,
-on samples derived here, so every verdict and prediction is on disk.
+chose and makes the call. When hop 1 chose another toolkit, the tool the request needs is
+not among those hop 2 would see, so the sample has failed whatever hop 2 says: it is counted
+wrong without being generated (and would not be a valid sample). Both hops are ordinary
+evaluations with the runner, on samples derived here, so every verdict and prediction is on disk.
 
 The end-to-end accuracy is measured (hop 2's correct samples over all samples), and
 compared with the product of the hop accuracies and with the single model that sees
@@ -56,23 +57,12 @@ def routing_samples(samples: list[Sample], kits: list[Toolkit]) -> list[Sample]:
             for s in samples if s.expected_calls]
 
 
-def routed_samples(samples: list[Sample], choice: dict[str, str | None], catalog: Catalog,
-                   seed: int = 0) -> list[Sample]:
-    """Hop 2's samples: each sample with the tools of the toolkit hop 1 chose. A sample whose
-    hop 1 chose no toolkit it knows is left out (it already failed)."""
-    out = []
-    for s in samples:
-        kit = choice.get(s.id)
-        if kit is None or kit not in catalog.toolkits:
-            continue
-        if kit == s.toolkit:
-            tools = s.tools
-        else:
-            fns = catalog.toolkits[kit].functions
-            picked = random.Random(f"{seed}:{s.id}").sample(fns, min(len(s.tools), len(fns)))
-            tools = [{"type": "function", "function": f} for f in picked]
-        out.append(s.model_copy(update={"tools": tools}))
-    return out
+def routed_samples(samples: list[Sample], choice: dict[str, str | None]) -> list[Sample]:
+    """Hop 2's samples: those hop 1 sent to their own toolkit, with its tools. A sample sent
+    elsewhere (or nowhere) has already failed: the tool it needs is not among those hop 2
+    would see, so no answer of hop 2 could be right, and such a sample is not a valid sample
+    (samples.Sample). It counts as wrong end to end without a second generation."""
+    return [s for s in samples if choice.get(s.id) is not None and choice[s.id] == s.toolkit]
 
 
 def summary(n: int, hop1_correct: int, hop2_correct_given_right: int, hop2_right_n: int,
@@ -111,7 +101,7 @@ def two_hop(out: Any, data: str, limit: int | None, n_toolkits: int, eval_params
                                         "out": str(out / "router"), "limit": None})
     hop1 = {v.id: v for v in ex.verdicts(out / "router")}
     choice = {i: (v.output_names[0] if v.output_names else None) for i, v in hop1.items()}
-    routed = routed_samples(samples, choice, cat, seed)
+    routed = routed_samples(samples, choice)
     hop2: dict[str, Any] = {}
     if routed:
         write_samples(routed, out / "caller_samples.jsonl")
@@ -127,5 +117,6 @@ def two_hop(out: Any, data: str, limit: int | None, n_toolkits: int, eval_params
     result = summary(len(samples), len(right), sum(hop2[i].correct for i in right if i in hop2), len(right),
                      sum(v.correct for v in hop2.values()), sum(v.correct for v in single))
     result["toolkits_shown"] = len(kits)
-    result["routed_to_a_known_toolkit"] = len(routed)
+    result["routed_to_a_known_toolkit"] = sum(choice.get(s.id) in cat.toolkits for s in samples)
+    result["routed_to_the_right_toolkit"] = len(routed)
     return result

@@ -13,10 +13,21 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from common.errors import UserError
 
 
 class ToolCall(BaseModel):
@@ -75,8 +86,8 @@ class Sample(BaseModel):
 
     @field_validator("tools")
     @classmethod
-    def _tools(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [normalize_tool(t) for t in value]
+    def _tools(cls, value: list[dict[str, Any]], info: ValidationInfo) -> list[dict[str, Any]]:
+        return [checked_tool(normalize_tool(t), benchmark=_benchmark(info)) for t in value]
 
     @field_validator("messages")
     @classmethod
@@ -84,6 +95,24 @@ class Sample(BaseModel):
         if not value:
             raise ValueError("a sample needs at least one message")
         return [normalize_message(m) for m in value]
+
+    @model_validator(mode="after")
+    def _expected_calls_fit_the_tools(self, info: ValidationInfo) -> Sample:
+        """Every expected call names an offered tool, with arguments its schema declares
+        (a sample that breaks this could never be answered right)."""
+        functions = self.functions()
+        for i, call in enumerate(self.expected_calls):
+            if call.name not in functions:
+                raise ValueError(f"expected_calls[{i}] names {call.name!r}, which is not among the offered "
+                                 f"tools {sorted(functions)}")
+            props = (functions[call.name].get("parameters") or {}).get("properties") or {}
+            undeclared = [k for k in [*call.arguments, *call.optional] if k not in props]
+            # BFCL's answer key is taken as BFCL gives it: a few answers name an argument the
+            # function lacks, which BFCL's own checker, like this project's, never accepts.
+            if undeclared and not _benchmark(info):
+                raise ValueError(f"expected_calls[{i}] ({call.name}) gives arguments {undeclared} that the "
+                                 f"tool's parameters do not declare (declared: {sorted(props)})")
+        return self
 
     def functions(self) -> dict[str, dict[str, Any]]:
         """The offered functions by name (the `function` part of each tool)."""
@@ -114,9 +143,40 @@ def decode_arguments(value: Any) -> dict[str, Any]:
     return value
 
 
+def _benchmark(info: ValidationInfo) -> bool:
+    """Validated with context {"benchmark": True}: a benchmark's own entries (bfcl_data)."""
+    return bool(info.context and info.context.get("benchmark"))
+
+
+@lru_cache(maxsize=8192)
+def _parameters_problems(text: str) -> tuple[str, ...]:
+    """Why parameters (as sorted JSON text) are unusable, cached: a dataset repeats its tools."""
+    from common.schemas import SchemaProblem, normalize_types, parameters_problems
+    try:
+        return tuple(parameters_problems(normalize_types(json.loads(text))))
+    except SchemaProblem as err:
+        return (f"parameters: {err}",)
+
+
+def checked_tool(tool: dict[str, Any], benchmark: bool = False) -> dict[str, Any]:
+    """The tool with its parameters' type names made JSON Schema's (`str` -> `string`, as the
+    data build does; nothing else changes, key order included, so prompts stay as they were),
+    refused when the parameters are still not a usable JSON Schema object. A benchmark keeps
+    a function it gives in its own unusable form (bfcl_data)."""
+    from common.schemas import normalize_types
+    function = tool["function"]
+    problems = _parameters_problems(json.dumps(function["parameters"], sort_keys=True))
+    if problems:
+        if benchmark:
+            return tool
+        raise ValueError(f"tool {function['name']!r}: " + "; ".join(problems))
+    return {"type": "function", "function": {**function, "parameters": normalize_types(function["parameters"])}}
+
+
 def normalize_tool(tool: dict[str, Any]) -> dict[str, Any]:
     """`{"type": "function", "function": {...}}`, given either that or a bare function."""
-    function = tool.get("function", tool) if tool.get("type", "function") == "function" else None
+    function = (tool.get("function", tool) if tool.get("type", "function") == "function" else None) \
+        if isinstance(tool, dict) else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
         raise ValueError(f"not an OpenAI function tool (needs a `name`): {json.dumps(tool)[:200]}")
     function = dict(function)
@@ -153,32 +213,59 @@ def message_calls(message: dict[str, Any]) -> list[ToolCall]:
     return [ToolCall(**c["function"]) for c in message.get("tool_calls", [])]
 
 
-def read_samples(path: str | Path) -> list[Sample]:
-    """Samples from a JSONL file (or a JSON list), each line validated; errors name the line."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no sample file at {path}")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        rows = [(i + 1, row) for i, row in enumerate(json.loads(text))]
-    else:
-        rows = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append((i, json.loads(line)))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{i}: not JSON ({err})") from None
+def sample_error(err: ValidationError, where: str, row: Any) -> UserError:
+    """One line: the file and line, the sample's id, and each field that is wrong."""
+    sid = row.get("id") if isinstance(row, dict) else None
+    fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'sample'}: {e['msg'].removeprefix('Value error, ')}"
+                       for e in err.errors())
+    # one line, whatever the file holds (a key may itself contain a newline)
+    return UserError(f"{where}: sample {sid!r} is not valid: {fields}".replace("\n", "\\n"))
+
+
+def validate_rows(rows: list[tuple[str, Any]], source: str) -> list[Sample]:
+    """Samples from (where, row) pairs, each validated; ids must be unique."""
     samples = []
     for where, row in rows:
         try:
             samples.append(Sample.model_validate(row))
         except ValidationError as err:
-            raise ValueError(f"{path}:{where}: not a valid sample:\n{err}") from None
+            raise sample_error(err, where, row) from None
     duplicated = [k for k, n in Counter(s.id for s in samples).items() if n > 1]
     if duplicated:
-        raise ValueError(f"{path}: duplicated sample ids {duplicated[:5]}; ids must be unique")
+        raise UserError(f"{source}: duplicated sample ids {duplicated[:5]}; ids must be unique")
     return samples
+
+
+def read_samples(path: str | Path) -> list[Sample]:
+    """Samples from a JSONL file (or a JSON list), each line validated; errors name the
+    file, the line, the sample's id and the field. An empty file is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no sample file at {path}" + (" (a folder, but not a data build: it has no data_card.json)"
+                                                        if path.is_dir() else ""))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text ({err})") from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{err.lineno}: not JSON ({err.msg})") from None
+        if not isinstance(data, list):
+            raise UserError(f"{path} must hold a JSON list of samples, not {type(data).__name__}")
+        rows = [(f"{path}[{i}]", row) for i, row in enumerate(data)]
+    else:
+        rows = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append((f"{path}:{i}", json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise UserError(f"{path}:{i}: not JSON ({err})") from None
+    if not rows:
+        raise UserError(f"{path} holds no samples; a samples file has one JSON sample per line")
+    return validate_rows(rows, str(path))
 
 
 def write_samples(samples: list[Sample], path: str | Path) -> None:
@@ -198,4 +285,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from common.errors import cli
+    cli(main)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
 from jsonschema import Draft202012Validator, SchemaError
@@ -99,12 +100,77 @@ def _normalize_type(value: Any, fixes: list[str], where: str) -> dict[str, Any]:
     return {"type": mapped if isinstance(value, list) else mapped[0]}
 
 
+def normalize_types(schema: Any, where: str = "parameters") -> Any:
+    """A copy of `schema` with Python and BFCL type names (`str`, `dict`, `float`, `any`) made
+    JSON Schema's, at every depth; nothing else changes. An unknown type name raises."""
+    if isinstance(schema, list):
+        return [normalize_types(s, f"{where}[{i}]") for i, s in enumerate(schema)]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "type":
+            out.update(_normalize_type(value, [], where))
+        elif key in ("properties", "$defs", "definitions", "patternProperties") and isinstance(value, dict):
+            out[key] = {k: normalize_types(v, f"{where}.{k}") for k, v in value.items()}
+        elif key in ("items", "additionalProperties", "not", "prefixItems", "anyOf", "oneOf", "allOf"):
+            out[key] = normalize_types(value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
+def parameters_problems(schema: Any, where: str = "parameters") -> list[str]:
+    """Why a tool's `parameters` is not a usable JSON Schema object: not an object schema,
+    invalid against the meta-schema, or a `required` that is not a list of declared
+    properties (at any depth). Empty when it is usable."""
+    if not isinstance(schema, dict):
+        return [f"{where} is {type(schema).__name__}, not a JSON Schema object"]
+    problems = []
+    meta = meta_schema_error(json.dumps(schema, sort_keys=True))
+    if meta:
+        problems.append(f"{where}{meta} (not valid JSON Schema)")
+
+    def walk(node: Any, at: str) -> None:
+        if not isinstance(node, dict):
+            return
+        props = node.get("properties")
+        required = node.get("required")
+        if required is not None:
+            if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+                problems.append(f"{at}.required must be a list of property names, not {required!r}")
+            else:
+                undeclared = [r for r in required if not isinstance(props, dict) or r not in props]
+                if undeclared:
+                    problems.append(f"{at}.required names {undeclared}, which {at}.properties does not declare")
+        if isinstance(props, dict):
+            for k, v in props.items():
+                walk(v, f"{at}.{k}")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{at}[]")
+    walk(schema, where)
+    if schema.get("type") != "object":
+        problems.append(f"{where} must have type \"object\" (a tool's arguments are named), not {schema.get('type')!r}")
+    return problems
+
+
+@lru_cache(maxsize=16384)
+def meta_schema_error(text: str) -> str | None:
+    """"/path: message" of the first way the schema (as JSON text) breaks the JSON Schema
+    meta-schema, or None. Cached: checking takes milliseconds, and tools repeat."""
+    try:
+        VALIDATOR.check_schema(json.loads(text))
+    except SchemaError as err:
+        at = "/".join(str(p) for p in err.absolute_path)
+        return f"{'/' + at if at else ''}: {err.message}"
+    return None
+
+
 def schema_problem(schema: dict[str, Any]) -> str | None:
     """Why `schema` is not a usable parameters schema, or None when it is."""
-    try:
-        VALIDATOR.check_schema(schema)
-    except SchemaError as err:
-        return f"invalid_json_schema: {err.message}"
+    meta = meta_schema_error(json.dumps(schema, sort_keys=True))
+    if meta:
+        return f"invalid_json_schema: {meta.split(': ', 1)[1]}"
     if schema.get("type") != "object":
         return "parameters_not_object"
     return None

@@ -33,7 +33,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from common.evaluate import write_json
+from common.errors import ArgumentParser, cli
+from common.jsonl import write_json
 from common.notebooks import check_parameters, execute, merge, notebook_path
 from common.params import ParamsError, load_params, parse_overrides
 from common.provenance import git_state, reports_root, shown
@@ -150,12 +151,13 @@ def run_sweep(spec: SweepSpec, only: list[str] | None = None, overrides: dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", help="a sweep file, e.g. params/sweeps/lora_rank.yaml")
     parser.add_argument("--only", nargs="*", help="run only these runs of the sweep")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override a parameter of every run; eval_set.limit=20 sets one key of an override dict")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output here")
     args = parser.parse_args(argv)
     record = run_sweep(load_sweep(args.sweep), args.only, dotted_overrides(args.set), args.log_output)
@@ -172,4 +174,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main))

@@ -28,6 +28,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from common.errors import UserError
+from common.jsonl import append_jsonl, repair
+from common.secrets import check_env_name
+
 # A style per seed, so requests for the same call do not all read alike.
 STYLES = ("short and direct", "polite and a little chatty", "casual, as typed on a phone",
           "busy and to the point", "detailed, with a word of context about why they need it",
@@ -38,7 +42,7 @@ _PREAMBLE = re.compile(r"^\s*(?:(?:sure|okay|ok|certainly)[!,.]?\s*)?(?:here(?:'
 _QUOTES = [('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"), ("`", "`")]
 
 
-class TeacherError(RuntimeError):
+class TeacherError(UserError, RuntimeError):
     """The teacher gave nothing usable; the message names the prompt's calls."""
 
 
@@ -137,7 +141,8 @@ class OpenAITeacher(Teacher):
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  temperature: float = 0.8, client: Any = None, max_tokens: int | None = None):
-        self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
+        self.base_url, self.model = base_url, model
+        self.api_key_env = check_env_name(api_key_env, "teacher_api_key_env")
         self.temperature, self.max_tokens = temperature, max_tokens
         self._client = client  # made on first use: a fully cached build needs no key
 
@@ -206,21 +211,9 @@ class CachedTeacher(Teacher):
         self._cache = self._read()
 
     def _read(self) -> dict[str, str]:
-        if not self.path.exists():
-            return {}
-        data = self.path.read_bytes()
-        complete = data[:data.rfind(b"\n") + 1]
-        if len(complete) < len(data):  # killed while writing: drop the partial line before appending
-            with self.path.open("r+b") as f:
-                f.truncate(len(complete))
-        cache = {}
-        for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
-            try:
-                record = json.loads(line)
-                cache[record["key"]] = record["text"]
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise ValueError(f"{self.path}:{number}: not a teacher cache record ({err})") from None
-        return cache
+        # a line cut off by a kill, or damaged, goes to the quarantine file; the rest is kept
+        return {r["key"]: r["text"] for r in repair(self.path).rows
+                if isinstance(r.get("key"), str) and isinstance(r.get("text"), str)}
 
     def identity(self) -> dict[str, Any]:
         return self.teacher.identity()
@@ -237,9 +230,6 @@ class CachedTeacher(Teacher):
         self.misses += 1
         text = self.teacher.complete(prompt, seed)
         if clean_request(text):  # an empty answer is not kept: a rerun asks again
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"key": key, "seed": seed, "text": text, "prompt": prompt},
-                                   ensure_ascii=False) + "\n")
+            append_jsonl(self.path, [{"key": key, "seed": seed, "text": text, "prompt": prompt}])
             self._cache[key] = text
         return text

@@ -7,8 +7,26 @@ Results files remain the source of truth; W&B receives the same config and metri
 
 from __future__ import annotations
 
+import difflib
 import os
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def check_wandb_mode(v: str) -> str:
+    """Checked with the other parameters, before any work (not when the run ends)."""
+    if v not in WANDB_MODES:
+        close = difflib.get_close_matches(str(v), WANDB_MODES, n=1)
+        raise ValueError(f"W&B mode must be one of {', '.join(WANDB_MODES)}, not {v!r}"
+                         + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return v
+
+
+# The `wandb` parameter of every entry point.
+WandbMode = Annotated[str, AfterValidator(check_wandb_mode)]
 
 
 class NoRun:
@@ -27,7 +45,8 @@ def resolve_mode(mode: str) -> str:
     if mode == "auto":
         mode = os.environ.get("WANDB_MODE", "offline")
     if mode not in {"online", "offline", "disabled"}:
-        raise ValueError(f"unknown W&B mode {mode!r}; use online, offline, disabled or auto")
+        from common.errors import UserError
+        raise UserError(f"unknown W&B mode {mode!r} (from WANDB_MODE); use online, offline or disabled")
     return mode
 
 
@@ -37,11 +56,13 @@ def start_run(config: dict[str, Any], mode: str = "auto", project: str = "toolca
     if mode == "disabled":
         return NoRun()
     import wandb
+
     from common.provenance import ROOT
     # Runs go under the project root wherever the caller runs (a notebook, a test), and
     # wandb's own console banner is replaced by one line saying where the run is.
     os.environ.setdefault("WANDB_SILENT", "true")
-    run = wandb.init(project=project, group=group, name=name, job_type=job_type, config=config,
+    from common.provenance import portable
+    run = wandb.init(project=project, group=group, name=name, job_type=job_type, config=portable(config),
                      mode=mode, reinit="finish_previous", dir=os.environ.get("WANDB_DIR", ROOT))
     where = f"upload with `wandb sync {run.settings.sync_dir}`" if mode == "offline" else run.url
     print(f"[wandb] {mode} run {run.name}: {where}", flush=True)

@@ -38,13 +38,16 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from common.evaluate import (
-    write_json,  # atomic: a killed run never leaves half a results file
-)
+from common.errors import ArgumentParser, UserError, cli
 from common.formats import get_format
-from common.params import load_params, parse_overrides
-from common.provenance import ROOT, git_state, provenance, runs_root
-from common.tracking import NoRun, flatten, resolve_mode, start_run
+from common.jsonl import (  # atomic: a killed run never leaves half a results file
+    read_json,
+    write_json,
+)
+from common.models import check_model_name
+from common.params import add_set_argument, load_params, parse_overrides
+from common.provenance import git_state, local_path, portable, provenance, runs_root
+from common.tracking import NoRun, WandbMode, flatten, resolve_mode, start_run
 from common.trainers import TARGETS, HistoryFile, lora_config, parameter_counts
 
 # Parameters that do not change what a run computes: a rerun may change them.
@@ -95,7 +98,7 @@ class TrainParams(BaseModel):
     resume: Literal["auto", "always", "never"] = Field(
         "auto", description="auto: continue from the last checkpoint when there is one; always: fail "
         "without one (--resume); never: start over (--restart)")
-    wandb: str = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
+    wandb: WandbMode = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
     wandb_project: str = "toolcall-lab"
     wandb_group: str | None = None
 
@@ -188,11 +191,12 @@ def resolve(params: TrainParams, stage: str) -> TrainParams:
 
 
 def read_run(folder: Path) -> dict[str, Any]:
+    folder = local_path(folder)
     path = folder / "run.json"
     if not path.exists():
-        raise FileNotFoundError(f"{folder} is not a training run (no run.json); give the folder that "
-                                "`python -m common.train sft` wrote, e.g. runs/train/<run>")
-    return json.loads(path.read_text())
+        raise UserError(f"{folder} is not a training run (no run.json); give the folder that "
+                        "`python -m common.train sft` wrote, e.g. runs/train/<run>")
+    return read_json(path, "training run record")
 
 
 def weights_dir(folder: Path) -> tuple[str, Path]:
@@ -205,15 +209,18 @@ def weights_dir(folder: Path) -> tuple[str, Path]:
 
 def prepare_out(p: TrainParams, stage: str) -> Path:
     out = Path(p.out)
-    wanted = {"stage": stage, **{k: v for k, v in p.model_dump().items() if k not in FREE_KEYS}}
+    # compared as recorded: paths relative to the project root (a fresh clone resumes its own runs)
+    wanted = portable({"stage": stage, **{k: v for k, v in p.model_dump().items() if k not in FREE_KEYS}})
     path = out / "run.json"
     if path.exists():
-        had = json.loads(path.read_text())
-        old = {"stage": had["stage"], **{k: v for k, v in had["params"].items() if k not in FREE_KEYS}}
+        had = read_json(path, "training run record")
+        old = portable({"stage": had["stage"], **{k: v for k, v in had["params"].items() if k not in FREE_KEYS}})
         diff = {k: (old.get(k), v) for k, v in wanted.items() if old.get(k) != v}
-        if diff and p.resume != "never":
+        # a folder with no checkpoint and no results holds nothing (a start that failed): not a run to protect
+        started = (out / "results.json").exists() or any((out / "checkpoints").glob("checkpoint-*"))
+        if diff and started and p.resume != "never":
             lines = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
-            raise ValueError(f"{out} holds a run with other settings ({lines}). Use another --run or --out, "
+            raise UserError(f"{out} holds a run with other settings ({lines}). Use another --run or --out, "
                              "or --restart to delete it and start over.")
     if is_main_process():  # under `accelerate launch`, one process owns the folder
         if p.resume == "never" and out.exists():
@@ -360,12 +367,7 @@ def load_samples(spec: str, limit: int | None = None, seed: int = 0) -> list[Any
     import random
 
     from common.evaluate import load_data
-    try:
-        samples = load_data(spec)
-    except FileNotFoundError as err:
-        hint = (" Build it first: python -m common.data build params/data.yaml (or the params/data_*.yaml "
-                "whose `name` it is)") if spec.startswith("data/") else ""
-        raise FileNotFoundError(f"{err}.{hint}") from None
+    samples = load_data(spec)  # a missing build's error says how to build it
     if limit and limit < len(samples):
         samples = random.Random(seed).sample(samples, limit)
     return samples
@@ -438,6 +440,7 @@ def begin(params: TrainParams | dict[str, Any], cls: type[TrainParams], stage: s
     """(resolved params, run folder, results if already finished, checkpoint to resume)."""
     from transformers import set_seed
     p = resolve(cls.model_validate(params) if isinstance(params, dict) else params, stage)
+    check_model_name(p.model)  # a typo is reported before the run folder is made
     set_seed(p.seed)
     out = prepare_out(p, stage)
     done = finished(out, p.resume)
@@ -455,6 +458,9 @@ def train_sft(params: SFTParams | dict[str, Any], callbacks: list[Any] = ()) -> 
     p, out, done, checkpoint = begin(params, SFTParams, "sft")
     if done is not None:
         return done
+    # the data is read (and validated) before the model loads
+    samples = load_samples(p.data, p.limit, p.seed)
+    eval_samples = load_samples(p.eval_data, p.eval_limit, p.seed) if p.eval_data and p.eval_limit else None
     device = resolve_device(p.device)
     precision = resolve_precision(p.precision, device)
     model, tokenizer = load_for_training(p, device, precision)
@@ -465,12 +471,12 @@ def train_sft(params: SFTParams | dict[str, Any], callbacks: list[Any] = ()) -> 
                          f"uses {attention!r}, where they would attend to each other. Set packing: false, or "
                          "install flash-attn on a GPU and load the model with attn_implementation=flash_attention_2")
     fmt = get_format(p.format)
-    train = sft_rows(load_samples(p.data, p.limit, p.seed), fmt, tokenizer, p.max_length)
+    train = sft_rows(samples, fmt, tokenizer, p.max_length)
     columns = ("input_ids", "completion_mask")
     train_ds = Dataset.from_list([{k: r[k] for k in columns} for r in train.rows])
     evals = None
-    if p.eval_data and p.eval_limit:
-        evals = sft_rows(load_samples(p.eval_data, p.eval_limit, p.seed), fmt, tokenizer, p.max_length)
+    if eval_samples:
+        evals = sft_rows(eval_samples, fmt, tokenizer, p.max_length)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps = p.max_steps or math.ceil(math.ceil(len(train.rows) / (p.batch_size * world))
                                      / p.gradient_accumulation_steps * p.epochs)
@@ -510,16 +516,16 @@ def build_pairs(p: DPOParams, out: Path, tokenizer: Any) -> tuple[list[dict[str,
     from dataclasses import asdict
 
     from common.backends import GenerationSettings, TransformersBackend
-    from common.evaluate import append_jsonl, read_jsonl
+    from common.jsonl import append_jsonl, repair
     from common.models import load_model
     from common.preferences import corrupted_pairs, sampled_pairs
     fmt = get_format(p.format)
     prompts = load_samples(p.data, p.pair_prompts, p.seed)
     path = out / "pairs.jsonl"
-    done = {r["id"]: r for r in read_jsonl(path)}
+    done = {r["id"]: r for r in repair(path).rows}  # this run's folder is its own (train holds it)
     stats: Counter = Counter()
     if "sampled" in p.pair_sources and any(s.id not in done for s in prompts):
-        kind, folder = weights_dir(Path(p.sft))
+        kind, folder = weights_dir(local_path(p.sft))
         # sampled from a bf16 copy where that is fast; the trained copy stays fp32
         device = resolve_device(p.device)
         model, tok = (load_model(p.model, adapter=str(folder), dtype="auto", device=device, seed=0)
@@ -558,7 +564,7 @@ def dpo_trainer(p: DPOParams, out: Path, tracker_report_to: list[str],
     from common.training_data import encode
     device = resolve_device(p.device)
     precision = resolve_precision(p.precision, device)
-    kind, folder = weights_dir(Path(p.sft))
+    kind, folder = weights_dir(local_path(p.sft))
     if kind == "adapter":
         base, tokenizer = load_for_training(p, device, precision)
     else:  # a fully fine-tuned SFT model: train it, against a frozen copy of it
@@ -626,12 +632,11 @@ def train_dpo(params: DPOParams | dict[str, Any], callbacks: list[Any] = ()) -> 
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=sorted(STAGES), help="sft, or dpo on top of an SFT run")
     parser.add_argument("params", nargs="*", help="YAML parameter files, merged in order")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="override any parameter (see the parameter classes in this module)")
+    add_set_argument(parser)
     parser.add_argument("--run", help="run name (runs/<experiment>/<run>)")
     parser.add_argument("--out", help="output folder")
     group = parser.add_mutually_exclusive_group()
@@ -647,4 +652,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

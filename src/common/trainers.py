@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
 from trl import DPOTrainer, SFTTrainer
+
+from common.jsonl import append_jsonl
 
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 ALL_PROJECTIONS = (*ATTENTION, "gate_proj", "up_proj", "down_proj")
@@ -138,8 +139,7 @@ class HistoryFile(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any):
         if state.is_world_process_zero and logs:
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+            append_jsonl(self.path, [{"step": state.global_step, "epoch": state.epoch, **logs}])
 
 
 def changed_parameters(model: torch.nn.Module, before: dict[str, torch.Tensor]) -> set[str]:

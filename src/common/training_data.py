@@ -21,11 +21,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.errors import UserError
 from common.formats.base import ToolCallFormat
 from common.samples import Sample, ToolCall
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(UserError):
     pass
 
 

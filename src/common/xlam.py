@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
+from pydantic import ValidationError
 
 from common.models import downloads_allowed
 from common.samples import ExpectedCall, Sample
@@ -170,9 +171,12 @@ def convert_row(row: dict[str, Any], index: int) -> Sample:
         calls.append(ExpectedCall.exact(answer["name"], answer.get("arguments", {})))
     if not calls:
         raise XlamRowError("no_call", "the row expects no call")
-    return Sample(id=f"xlam-{row.get('id', index)}", tools=converted,
-                  messages=[{"role": "user", "content": query}], expected_calls=calls,
-                  scenario="parallel" if len(calls) > 1 else "single", toolkit=None, source="xlam")
+    try:
+        return Sample(id=f"xlam-{row.get('id', index)}", tools=converted,
+                      messages=[{"role": "user", "content": query}], expected_calls=calls,
+                      scenario="parallel" if len(calls) > 1 else "single", toolkit=None, source="xlam")
+    except ValidationError as err:  # e.g. an answer with an argument its tool does not declare
+        raise XlamRowError("invalid_sample", err.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
 @contextlib.contextmanager
