@@ -33,11 +33,9 @@ def debugging(argv: list[str] | None) -> bool:
         "TOOLCALL_LAB_DEBUG", "").lower() in {"1", "true", "yes"}
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    # Imported here: these modules import this one.
-    from common.models import ModelNotAvailable
-    from common.params import ParamsError
-    return (UserError, ParamsError, ModelNotAvailable, FileNotFoundError, FileExistsError, NotADirectoryError)
+# The project's own errors (ParamsError, ModelNotAvailable, TeacherError, ... subclass UserError),
+# and the file errors a path the user gave raises.
+USER_ERRORS = (UserError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 
 def cli(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> Any:
@@ -47,7 +45,7 @@ def cli(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) 
     args = [a for a in args if a != "--debug"]
     try:
         return main(args)
-    except _user_errors() as err:
+    except USER_ERRORS as err:
         if debug:
             raise
         message = "; ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())

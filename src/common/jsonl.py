@@ -68,7 +68,7 @@ def scan_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> JsonlRead:
             if missing:
                 raise ValueError(f"the record has no {missing}")
             out.rows.append(row)
-        except (ValueError, UnicodeDecodeError) as err:
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
             out.rejected.append({"line": number, "text": raw.decode("utf-8", "replace"), "error": str(err)[:200]})
     return out
 

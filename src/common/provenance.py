@@ -136,6 +136,5 @@ def runs_root() -> Path:
 
 
 def shown(path: str | Path) -> str:
-    """A path as a reader sees it: relative to the project root when inside it."""
-    p = Path(path).resolve()
-    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+    """A path as a reader sees it, the way files record it (`portable_path`)."""
+    return portable_path(path)

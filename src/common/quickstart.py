@@ -59,8 +59,8 @@ class QuickstartParams(BaseModel):
 def add_timings(path: Path, timings: dict[str, float], fresh: bool = False) -> dict[str, Any]:
     """This invocation's stage times added to those of earlier ones (an interrupted run
     resumed costs the sum; a rerun of a finished one adds the seconds its skips take).
-    `fresh`: this machine holds none of the earlier work (a new clone beside committed
-    reports), so the times start anew."""
+    `fresh`: the recorded times are not this checkout's (a new clone beside committed
+    reports), so they start anew."""
     old = json.loads(path.read_text()) if path.exists() and not fresh else {"invocations": 0, "stages": {}}
     record = {"invocations": old["invocations"] + 1,
               "stages": {k: round(old["stages"].get(k, 0.0) + v, 1) for k, v in timings.items()},
@@ -105,8 +105,10 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
     started = time.perf_counter()
     timings: dict[str, float] = {}
     out = reports_root() / p.experiment
-    # no training run here: the reports in `out` (if any) are another machine's, to be remade
-    fresh = not (runs_root() / p.experiment / p.run).exists()
+    # The report's times are summed only over invocations of this checkout: a local copy beside
+    # the (uncommitted) runs says which; without it, `out`'s timings are another machine's.
+    local_timings = runs_root() / p.experiment / "quickstart_timings.json"
+    fresh = not local_timings.exists()
     eval_set = {**p.eval_set, "experiment": p.experiment, "wandb": p.wandb, "wandb_group": p.experiment}
     sft_set = {**p.sft_set, "wandb": p.wandb}
     # every parameter is checked before the first stage runs
@@ -150,6 +152,7 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
     comp = json.loads((out / "comparison.json").read_text())
     timings["total"] = round(time.perf_counter() - started, 1)
     record = add_timings(out / "timings.json", timings, fresh)
+    write_json(local_timings, record)
     report = write_report(p, out, comp, record, fine, card, command)
     print("\n" + "\n".join(f"{k:<48} {v / 60:6.1f} min" for k, v in timings.items()))
     print("\n".join(verdict_lines(comp)).replace("**", ""))
