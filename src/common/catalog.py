@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from common import bfcl_data
-from common.errors import UserError
+from common.jsonl import json_lines
 from common.schemas import SchemaProblem, normalize_function
 
 SGD_NAME = re.compile(r"^([A-Z][A-Za-z]+)_\d+_[A-Z]")
@@ -237,15 +237,7 @@ def from_jsonl(paths: Iterable[str | Path], exclude: frozenset[str] = frozenset(
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no tool schema file at {path}")
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{i}: not JSON ({err}); each line must be one OpenAI tool") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{i}: a line must be a JSON object (an OpenAI tool)")
+        for _, row in json_lines(path, "one OpenAI tool"):
             function = row.get("function", row)
             normal = b.add(function)
             if normal and normal["name"] not in members[row.get("toolkit") or path.stem]:

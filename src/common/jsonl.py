@@ -156,6 +156,29 @@ def write_json(path: str | Path, data: Any) -> None:
     _atomic_write(Path(path), (json.dumps(portable(data), indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
+def json_lines(path: Path, what: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line of a JSONL input file the user gives;
+    a line that is not a JSON object is refused naming the file, the line and `what` each
+    line must be. (Inputs are refused whole; the project's own appended files are read
+    with `read_jsonl`, which keeps what it can.)"""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text ({err})") from None
+    rows = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as err:
+            raise UserError(f"{path}:{i}: not JSON ({err}); each line must be {what}") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{i}: a line must be a JSON object ({what})")
+        rows.append((i, row))
+    return rows
+
+
 def read_json(path: str | Path, what: str = "file") -> dict[str, Any]:
     """A JSON object from a file, or one clear error naming the file."""
     path = Path(path)

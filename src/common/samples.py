@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from common.errors import UserError
+from common.jsonl import json_lines
 
 
 class ToolCall(BaseModel):
@@ -243,26 +244,18 @@ def read_samples(path: str | Path) -> list[Sample]:
     if not path.is_file():
         raise UserError(f"no sample file at {path}" + (" (a folder, but not a data build: it has no data_card.json)"
                                                         if path.is_dir() else ""))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise UserError(f"{path} is not UTF-8 text ({err})") from None
     if path.suffix == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise UserError(f"{path} is not UTF-8 text ({err})") from None
         except json.JSONDecodeError as err:
             raise UserError(f"{path}:{err.lineno}: not JSON ({err.msg})") from None
         if not isinstance(data, list):
             raise UserError(f"{path} must hold a JSON list of samples, not {type(data).__name__}")
         rows = [(f"{path}[{i}]", row) for i, row in enumerate(data)]
     else:
-        rows = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append((f"{path}:{i}", json.loads(line)))
-                except json.JSONDecodeError as err:
-                    raise UserError(f"{path}:{i}: not JSON ({err})") from None
+        rows = [(f"{path}:{i}", row) for i, row in json_lines(path, "one sample (a JSON object)")]
     if not rows:
         raise UserError(f"{path} holds no samples; a samples file has one JSON sample per line")
     return validate_rows(rows, str(path))
