@@ -58,6 +58,14 @@ def _child(out: Path, p: ev.EvalParams, tok, torn_at: int | None, cut: float) ->
     """In the forked child: evaluate; with `torn_at`, the torn_at-th append writes a part
     of its text, syncs it and kills the process."""
     try:
+        # tqdm's write lock is a semaphore shared with the parent across the fork: a child killed
+        # while holding it would leave the parent blocked forever. The child gets its own.
+        import threading
+
+        import tqdm.auto
+        import tqdm.std
+        for cls in {tqdm.std.tqdm, tqdm.auto.tqdm}:
+            cls.set_lock(threading.RLock())
         calls = {"n": 0}
         real_append = ev.append_jsonl
 

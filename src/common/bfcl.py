@@ -54,7 +54,7 @@ from common.metrics import (
 )
 from common.models import load_model, resolve_dtype
 from common.params import add_set_argument, load_params, parse_overrides
-from common.provenance import provenance, reports_root
+from common.provenance import local_path, provenance, reports_root
 from common.tracking import WandbMode, flatten, start_run
 
 CATEGORIES = bfcl_data.SCORED_CATEGORIES
@@ -121,21 +121,21 @@ def resolve_gate(gate: float | str | None, adapter: str | None) -> float | None:
         return float(gate)
     if adapter is None:
         return None
-    path = Path(adapter).parent / "call_gate.json"
+    path = local_path(adapter).parent / "call_gate.json"
     return json.loads(path.read_text())["threshold"] if path.is_file() else None
 
 
 def trained_on(adapter: str) -> dict[str, int]:
     """BFCL live entries per category in the training split of the adapter's data, read
     from its run's parameters (`<run>/run.json`) and its data card."""
-    run_file = Path(adapter).parent / "run.json"
+    run_file = local_path(adapter).parent / "run.json"
     unknown = ("so it is unknown whether it trained on BFCL's live categories; score only the non-live ones "
                f"({', '.join(bfcl_data.BENCHMARK_CATEGORIES)})")
     if not run_file.is_file():
         raise FileNotFoundError(f"the adapter {adapter} has no training run beside it ({run_file} is missing), "
                                 + unknown)
     data = json.loads(run_file.read_text())["params"].get("data") or ""
-    card = Path(data.partition(":")[0]) / "data_card.json"
+    card = local_path(data.partition(":")[0]) / "data_card.json"  # recorded relative to the project root
     if not card.is_file():
         raise FileNotFoundError(f"the adapter's training data {data!r} has no data card ({card}), " + unknown)
     counts: dict[str, int] = {}
