@@ -36,7 +36,6 @@ class JsonlRead:
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {"line": n, "text": raw, "error": why}
-    ends_with_newline: bool = True
 
     def describe(self, path: Path) -> str:
         lines = ", ".join(str(r["line"]) for r in self.rejected[:5]) + (" ..." if len(self.rejected) > 5 else "")
@@ -55,9 +54,7 @@ def scan_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> JsonlRead:
     out = JsonlRead()
     if not path.exists():
         return out
-    data = path.read_bytes()
-    out.ends_with_newline = not data or data.endswith(b"\n")
-    for number, raw in enumerate(data.split(b"\n"), 1):
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
         if not raw.strip():
             continue
         try:
@@ -100,19 +97,12 @@ def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict[st
 
 def repair(path: str | Path, required: tuple[str, ...] = ()) -> JsonlRead:
     """Before appending to `path` (the caller holds it): rejected lines are moved to the
-    quarantine file (written and synced first, so nothing is lost if this is killed), and a
-    last record without its newline gets one. Returns what the file held."""
-    path = Path(path)
-    found = scan_jsonl(path, required)
+    quarantine file (`read_checked` writes and syncs them there first, so nothing is lost if
+    this is killed). Returns what the file held. (A last record without its newline needs
+    nothing: `append_jsonl` starts a new line.)"""
+    found = read_checked(path, required)
     if found.rejected:
-        _quarantine(path, found.rejected)
-        print(f"warning: {found.describe(path)}; what they held is made again", file=sys.stderr, flush=True)
         write_jsonl(path, found.rows)
-    elif not found.ends_with_newline:
-        with path.open("ab") as f:
-            f.write(b"\n")
-            f.flush()
-            os.fsync(f.fileno())
     return found
 
 

@@ -65,13 +65,13 @@ def hardware() -> dict[str, Any]:
 def command_line(argv: list[str] | None = None) -> list[str]:
     """The command that made a file, as it may be recorded: paths portable, secrets redacted.
     A notebook's kernel has no command of its own (papermill records its parameters)."""
-    from common.secrets import redact_argv
+    from common.secrets import redact
     argv = list(sys.argv if argv is None else argv)
     if argv and Path(argv[0]).name in {"ipykernel_launcher.py", "ipykernel_launcher"}:
         return ["(notebook kernel)"]
     if argv and argv[0].endswith(".py") and "/common/" in argv[0]:
         argv = [f"python -m common.{Path(argv[0]).stem}", *argv[1:]]
-    return [portable(a) for a in redact_argv(argv)]
+    return [portable(redact(a)) for a in argv]
 
 
 def provenance() -> dict[str, Any]:

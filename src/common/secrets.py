@@ -38,11 +38,6 @@ def redact(text: str) -> str:
     return text
 
 
-def redact_argv(argv: list[str]) -> list[str]:
-    # a git commit hash is 40 hex too, but a command line has none worth keeping
-    return [redact(a) for a in argv]
-
-
 def check_env_name(value: str, field: str) -> str:
     """A parameter that names an environment variable, refused if it holds anything else."""
     if looks_like_key(value):
