@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart data train bench evaluate bfcl sweep figures calibrate test clean-cache
+.PHONY: install quickstart data train bench evaluate bfcl sweep figures calibrate test test-fast clean-cache
 
 install: $(STAMP)
 
@@ -19,7 +19,7 @@ $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 # The main job on the embedded default, CPU, ~77 min: data -> untrained eval -> LoRA SFT ->
 # call gate + adapter eval -> notebook 07 -> reports/quickstart/README.md
 quickstart: install
-	$(BIN)/python -m common.quickstart params/quickstart.yaml $(ARGS)
+	$(BIN)/python -m common.experiments.quickstart params/quickstart.yaml $(ARGS)
 
 # The offline datasets (train + 300-sample eval) into data/offline-default, ~30 s.
 # Others: make data PARAMS="params/data.yaml params/data_generic.yaml"
@@ -32,15 +32,15 @@ data: install
 STAGE ?= sft
 TRAIN_PARAMS ?= params/$(STAGE).yaml
 train: install
-	$(BIN)/python -m common.train $(STAGE) $(TRAIN_PARAMS) $(ARGS)
+	$(BIN)/python -m common.training $(STAGE) $(TRAIN_PARAMS) $(ARGS)
 
 # Training speed and memory, before vs after: make bench ARGS="--steps 48"
 bench: install
-	$(BIN)/python -m common.bench train $(ARGS)
+	$(BIN)/python -m common.training.bench train $(ARGS)
 
 # Any evaluation: make evaluate ARGS="--model gemma-3-270m --format functiongemma"
 evaluate: install
-	$(BIN)/python -m common.evaluate $(ARGS)
+	$(BIN)/python -m common.evaluation $(ARGS)
 
 # BFCL, the external benchmark (the five non-live AST categories by default, ~70 min untrained on the CPU):
 # make bfcl; make bfcl ARGS="--adapter runs/quickstart/lora-sft/adapter"; ARGS="--categories simple_python --limit 20"
@@ -50,18 +50,24 @@ bfcl: install
 # A notebook once per parameter set through papermill: make sweep SWEEP=lora_rank (or data_scale)
 SWEEP ?= lora_rank
 sweep: install
-	$(BIN)/python -m common.sweep params/sweeps/$(SWEEP).yaml $(ARGS)
+	$(BIN)/python -m common.experiments.sweep params/sweeps/$(SWEEP).yaml $(ARGS)
 
 # Every figure under reports/, redrawn from the saved results (no model, no W&B)
 figures: install
-	$(BIN)/python -m common.figures
+	$(BIN)/python -m common.experiments.figures
 
 # The call gate of a finished training run: make calibrate RUN=runs/quickstart/lora-sft
 calibrate: install
-	$(BIN)/python -m common.calibrate $(RUN) $(ARGS)
+	$(BIN)/python -m common.evaluation.calibrate $(RUN) $(ARGS)
 
+# The full suite (what CI runs), with the 15 slowest tests listed at the end.
 test: install
-	WANDB_MODE=disabled $(BIN)/python -m pytest
+	WANDB_MODE=disabled $(BIN)/python -m pytest --durations=15
+
+# The developer's inner loop: everything but the tests marked slow (notebooks under papermill,
+# real training, fault injection, the fresh clone, real-model loads).
+test-fast: install
+	WANDB_MODE=disabled $(BIN)/python -m pytest -m "not slow" --durations=15
 
 clean-cache:
 	rm -rf $${TOOLCALL_LAB_CACHE:-$$HOME/.cache/toolcall-lab}

@@ -3,8 +3,8 @@ parameters the tests share (the fixtures `tok` and `gold` are in conftest.py).""
 
 import time
 
-from common import evaluate as ev
 from common.backends import Backend, Generation
+from common.evaluation import runner as ev
 
 
 class GoldBackend(Backend):

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from evaluation_helpers import GoldBackend, params
 
-from common import evaluate as ev
-from common.checker import check_sample
 from common.errors import UserError
+from common.evaluation import runner as ev
+from common.evaluation.checker import check_sample
 from common.formats import get_format
-from common.jsonl import append_jsonl, quarantine_path, read_jsonl, repair, scan_jsonl
+from common.jsonio import append_jsonl, quarantine_path, read_jsonl, repair, scan_jsonl
 from common.models import ModelNotAvailable, check_model_name
 from common.params import ParamsError, load_params
 from common.provenance import ROOT, local_path, portable, portable_path
@@ -100,16 +100,18 @@ def test_a_corrupt_line_anywhere_is_quarantined_with_its_number(tmp_path, where)
 
 
 def test_bfcl_score_only_keeps_a_corrupt_prediction_file(tmp_path):
-    from common import bfcl
+    from common.bfcl import report as bfcl_report
+    from common.bfcl import run as bfcl
+    from common.bfcl.params import BFCLParams
     out = tmp_path / "b"
-    bfcl.run(bfcl.BFCLParams(model="tiny-random-llama", categories=["irrelevance"], limit=2, max_new_tokens=2,
+    bfcl.run(BFCLParams(model="tiny-random-llama", categories=["irrelevance"], limit=2, max_new_tokens=2,
                              batch_size=2, dtype="float32", wandb="disabled", out=str(out)).resolved())
     path = out / "irrelevance" / "predictions.jsonl"
     text = path.read_text().splitlines(keepends=True)
     path.write_text(text[0][:30] + "\n" + "".join(text[1:]))
     before = path.read_bytes()
     with pytest.raises(UserError, match="line 1"):
-        bfcl.score(out)
+        bfcl_report.score(out)
     assert path.read_bytes() == before
 
 
@@ -176,6 +178,7 @@ def test_another_models_predictions_without_run_json_are_not_scored_as_this_one(
         ev.score(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_rerun(tmp_path):
     out = tmp_path / "run"
     bad = cli("evaluate", *TINY_CLI, "--data", "suite:everyday_tool", "--out", str(out))
@@ -185,6 +188,7 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_rerun(tmp_path)
     assert good.returncode == 0, good.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_missing_adapter_is_reported_before_the_model_loads(tmp_path):
     out = tmp_path / "run"
     result = cli("evaluate", *TINY_CLI, "--adapter", str(tmp_path / "nope"), "--out", str(out))
@@ -192,6 +196,7 @@ def test_a_missing_adapter_is_reported_before_the_model_loads(tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_a_mistyped_wandb_mode_fails_before_any_work(tmp_path):
     with pytest.raises(ParamsError, match=r"wandb: W&B mode must be one of .* not 'ofline' \(did you mean 'offline'\?\)"):
         load_params(ev.EvalParams, [], {"wandb": "ofline"})
@@ -261,6 +266,7 @@ def test_a_run_recorded_elsewhere_is_this_clones_own(tmp_path, tok, gold):
 
 
 # -- messages ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_model_name_typo_gets_did_you_mean_and_no_download_hint(tmp_path):
     with pytest.raises(ModelNotAvailable, match=r"unknown model 'smolm2-135m-instruct'; did you mean 'smollm2-135m-instruct'"):
         check_model_name("smolm2-135m-instruct")
@@ -281,6 +287,7 @@ def test_a_model_name_typo_gets_did_you_mean_and_no_download_hint(tmp_path):
     ("calibrate", ["runs/no-such-run"], "results.json does not exist"),
     ("sweep", ["params/sweeps/nope.yaml"], "no parameter file at params/sweeps/nope.yaml"),
 ])
+@pytest.mark.slow
 def test_every_command_reports_a_user_error_in_one_line(module, args, message):
     result = cli(module, *args)
     assert result.returncode == 2, (result.stdout[-500:], result.stderr[-2000:])
@@ -289,6 +296,7 @@ def test_every_command_reports_a_user_error_in_one_line(module, args, message):
     assert "live_relevance" not in result.stderr.split("choose from")[-1]
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback_of_a_user_error():
     result = cli("evaluate", "--set", "limt=3", "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr and "ParamsError" in result.stderr
@@ -297,7 +305,7 @@ def test_debug_shows_the_traceback_of_a_user_error():
 def test_data_build_takes_several_values_after_one_set(tmp_path):
     import argparse
 
-    from common.data import DataParams
+    from common.data.build import DataParams
     from common.params import add_set_argument, parse_overrides
     parser = argparse.ArgumentParser()
     add_set_argument(parser, dest="overrides")
@@ -306,6 +314,7 @@ def test_data_build_takes_several_values_after_one_set(tmp_path):
     assert load_params(DataParams, ["params/data.yaml"], {"top_toolkits": 3, "eval_size": 10}).eval_size == 10
 
 
+@pytest.mark.slow
 def test_a_sweep_with_a_bad_figure_key_names_its_file(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("name: s\nnotebook: 06_data_scale\nexperiment: x\nruns: {a: {}}\nfigure: {x: a, metrix: [b]}\n")
@@ -327,7 +336,7 @@ def test_key_patterns_catch_keys_not_words():
 
 
 def test_a_key_where_a_variable_name_belongs_is_refused_without_repeating_it():
-    from common.data import DataParams
+    from common.data.build import DataParams
     with pytest.raises(UserError) as err:
         load_params(DataParams, ["params/data.yaml"], {"teacher_api_key_env": FAKE_KEY})
     assert "looks like an API key" in str(err.value) and FAKE_KEY not in str(err.value) and "AbC1" not in str(err.value)
@@ -337,6 +346,7 @@ def test_a_key_where_a_variable_name_belongs_is_refused_without_repeating_it():
     assert result.returncode == 2 and FAKE_KEY not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_a_planted_key_is_written_to_no_file(tmp_path, tok, gold):
     """Through every route a user has (a params file, --set, the environment), the key is
     refused or ignored, and no file the commands write holds it (nor W&B's config)."""

@@ -20,13 +20,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from evaluation_helpers import GoldBackend, params
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common import evaluate as ev
 from common.errors import UserError
-from common.jsonl import quarantine_path, read_jsonl, scan_jsonl
+from common.evaluation import runner as ev
+from common.jsonio import quarantine_path, read_jsonl, scan_jsonl
 from common.provenance import ROOT
 from common.samples import read_samples
 
@@ -91,6 +92,7 @@ def _complete_records(out: Path) -> dict[str, str]:
     return {r["id"]: r["text"] for r in scan_jsonl(out / "predictions.jsonl").rows}
 
 
+@pytest.mark.slow
 def test_evaluation_killed_at_random_points_loses_nothing(tmp_path, tok, gold, monkeypatch):
     samples = ev.load_data("suite:everyday_tools", limit=N_SAMPLES)
     gold("hermes", samples)
@@ -162,6 +164,7 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_a_real_evaluation_killed_mid_generation_resumes(tmp_path):
     out = tmp_path / "run"
     args = ["--model", "tiny-random-llama", "--data", "suite:everyday_tools", "--out", str(out), "--set", "limit=12",
@@ -179,6 +182,7 @@ def test_a_real_evaluation_killed_mid_generation_resumes(tmp_path):
     assert json.loads((out / "results.json").read_text())["n_samples"] == 12
 
 
+@pytest.mark.slow
 def test_a_data_build_killed_midway_rebuilds_the_same_data(tmp_path):
     settings_ = ["name=faults", "top_toolkits=3", "samples_per_toolkit=16", "eval_size=8",
                  "tokenizer=tiny-random-llama", "max_prompt_tokens=700"]
@@ -198,6 +202,7 @@ def test_a_data_build_killed_midway_rebuilds_the_same_data(tmp_path):
         {k: v["content_sha256"] for k, v in card(tmp_path / "ref").items()}
 
 
+@pytest.mark.slow
 def test_training_killed_after_a_checkpoint_resumes_from_it(tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text("".join(s.model_dump_json() + "\n" for s in ev.load_data("suite:everyday_tools")
@@ -247,6 +252,7 @@ SAMPLE = st.fixed_dictionaries({"id": st.text(min_size=1, max_size=6) | JSON,
                                optional={"expected_calls": st.lists(CALL, max_size=2) | JSON, "scenario": JSON})
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(SAMPLE | JSON, min_size=0, max_size=3), junk=st.binary(max_size=30))
 def test_fuzzed_sample_files_load_or_fail_with_one_clear_error(tmp_path, rows, junk):

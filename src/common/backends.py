@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from transformers import LogitsProcessorList
 
 from common.decoding import CallDecision
 
@@ -102,7 +103,6 @@ class TransformersBackend(Backend):
 
     @torch.inference_mode()
     def generate(self, prompts: list[str]) -> list[Generation]:
-        from transformers import LogitsProcessorList
         s = self.settings
         self.tokenizer.padding_side = "left"
         # The chat template already wrote any BOS token, so none is added here.

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from common.samples import ToolCall
+
 
 def call_start_token(fmt: Any, tokenizer: Any) -> int | None:
     """The token every call of `fmt` starts with under `tokenizer`, or None when calls
@@ -28,7 +30,6 @@ def call_start_token(fmt: Any, tokenizer: Any) -> int | None:
     first generated token follows the prompt the same way, so this is the token whose
     probability at the first step is the probability of calling.
     """
-    from common.samples import ToolCall
     firsts = set()
     for name in ("alpha_lookup", "zeta_update", "Get.weather"):
         ids = tokenizer(fmt.render_calls([ToolCall(name=name, arguments={})]), add_special_tokens=False).input_ids

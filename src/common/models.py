@@ -24,6 +24,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,6 @@ def gguf_path(model: EmbeddedModel) -> Path:
             raise ModelNotAvailable(f"{path} is missing; reinstall with `{model.install} --force-reinstall`")
         return path
     _package_dir(model)
-    from importlib import import_module
     try:
         parts = import_module(model.package)
         target = cache_dir() / "gguf" / parts.MODEL_NAME
@@ -167,7 +167,10 @@ def converted_dir(name: str) -> Path:
     target = cache_dir() / "models" / name
     if (target / CONVERTED_MARKER).exists():
         return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import (  # seconds to import; only loading needs it
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
     source = gguf_path(model)
     start = time.perf_counter()
     print(f"[models] converting {source.name} to a transformers checkpoint (once; cached in {target})",
@@ -222,8 +225,15 @@ def _source(name: str) -> str:
     return str(converted_dir(name)) if name in EMBEDDED else name
 
 
+def from_pretrained(cls: Any, name: str, **kwargs: Any) -> Any:
+    """`cls.from_pretrained` for a registry name, hub id or local folder: offline unless
+    downloads are allowed, an embedded model through its converted copy."""
+    _check_tiny(name)
+    return _from_pretrained(cls, _source(name), **kwargs)
+
+
 def load_tokenizer(name: str) -> Any:
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # seconds to import; only loading needs it
     _check_tiny(name)
     if name in TINY:
         name = TINY[name].tokenizer_from
@@ -255,7 +265,11 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 
 def build_tiny_random(name: str, tokenizer: Any, seed: int = 0) -> Any:
     """A randomly initialised model of a real architecture, small enough for a unit test."""
-    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
+    from transformers import (  # seconds to import; only loading needs it
+        AutoModelForCausalLM,
+        Gemma3TextConfig,
+        LlamaConfig,
+    )
     common = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -273,7 +287,9 @@ def build_tiny_random(name: str, tokenizer: Any, seed: int = 0) -> Any:
 def load_model(name: str, adapter: str | None = None, merge: bool = False, dtype: str = "auto",
                device: str = "cpu", seed: int = 0) -> tuple[Any, Any]:
     """(model, tokenizer) in eval mode on `device`; `adapter` is a PEFT adapter folder."""
-    from transformers import AutoModelForCausalLM
+    from transformers import (
+        AutoModelForCausalLM,  # seconds to import; only loading needs it
+    )
     if merge and adapter is None:
         raise UserError("merge_adapter is set but no adapter is given; pass --adapter DIR or drop the merge")
     adapter_dir = check_adapter(adapter) if adapter is not None else None  # before the base model loads
@@ -285,7 +301,7 @@ def load_model(name: str, adapter: str | None = None, merge: bool = False, dtype
     else:
         model = _from_pretrained(AutoModelForCausalLM, _source(name), dtype=torch_dtype)
     if adapter_dir is not None:
-        from peft import PeftModel
+        from peft import PeftModel  # (as transformers)
         model = PeftModel.from_pretrained(model, str(adapter_dir))
         if merge:
             model = model.merge_and_unload()

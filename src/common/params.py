@@ -1,9 +1,16 @@
-"""Parameters as validated data: layered YAML files, then `key=value` overrides.
+"""Parameters as validated data: layered YAML files, then `--set` overrides, the same in every command.
 
-Each entry point declares its parameters as a pydantic model. Files are merged in
-order (a later file overrides an earlier one), then `--set key=value` overrides (the
-value read as YAML), then explicit flags. An unknown key fails at once with a message
-that names it, the closest valid key and every valid key.
+Each entry point declares its parameters as a pydantic model (runs that name a model
+extend `ModelSpec`). The grammar, in evaluate, train, data, bfcl, sweep and quickstart alike:
+1. YAML files, merged in order: a later file's top-level key replaces an earlier one's
+   (so a GPU layer can reset a CPU layer's override dicts);
+2. `--set KEY=VALUE ...` (each value read as YAML). A dotted key reaches into a nested
+   dict (`--set sft_set.lora_r=8 eval_set.limit=20`), and a dict value merges into the
+   dict it lands on key by key (`--set "eval_set={batch_size: 4}"` keeps `data` and `limit`);
+3. `--replace KEY=VALUE ...`: the same, but the value replaces what is there, dict or not;
+4. explicit flags (`--model`, `--out`, ...).
+An unknown key fails at once with a message that names it, the closest valid key and
+every valid key.
 """
 
 from __future__ import annotations
@@ -14,24 +21,99 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from common.errors import UserError
+from common.formats import FORMATS
 from common.secrets import redact, refuse_keys
+from common.tracking import WandbMode
 
 P = TypeVar("P", bound=BaseModel)
+
+
+# The model every run uses unless told otherwise (evaluation, training, BFCL, the quickstart).
+DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 class ParamsError(UserError):
     pass
 
 
+class ModelSpec(BaseModel):
+    """What every run names: the model, its tool-call format, the device, and where it logs.
+
+    Evaluation and BFCL (`evaluation.params.GenerationSpec`, which adds the adapter, dtype
+    and decoding) and training (`training.params.TrainParams`) extend it, so the default
+    model is written once (`DEFAULT_MODEL`, here).
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model: str = Field(DEFAULT_MODEL, description="registry name, hub id or local path")
+    format: str | None = Field(None, description="tool-call format; default: the model's own")
+    device: str = Field("cpu", description="cpu, cuda, cuda:1, ...")
+    wandb: WandbMode = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
+    wandb_project: str = "toolcall-lab"
+    wandb_group: str | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, v: str | None) -> str | None:
+        if v is not None and v not in FORMATS:
+            raise ValueError(f"unknown format {v!r}; choose one of {sorted(FORMATS)}")
+        return v
+
+
 def add_set_argument(parser: argparse.ArgumentParser, names: list[str] | None = None, dest: str = "set") -> None:
-    """`--set KEY=VALUE [KEY=VALUE ...]`, repeatable, the same in every command."""
+    """`--set KEY=VALUE ...` and `--replace KEY=VALUE ...`, repeatable, the same in every command
+    (read them back with `overrides_of(args, dest)`)."""
     parser.add_argument("--set", dest=dest, nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="override parameters (each value read as YAML)"
+                        help="override parameters (each value read as YAML; a dotted key such as eval_set.limit=20 "
+                        "reaches into a dict, and a dict value merges key by key)"
                         + (f": {', '.join(names)}" if names else ""))
+    parser.add_argument("--replace", dest=f"{dest}_replace", nargs="+", action="extend", default=[],
+                        metavar="KEY=VALUE", help="as --set, but the value replaces a dict instead of merging into it")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
+
+
+class Replace:
+    """An override value that replaces what it lands on (`--replace`), instead of merging into it."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Replace) and other.value == self.value
+
+    def __repr__(self) -> str:
+        return f"Replace({self.value!r})"
+
+
+def overrides_of(args: argparse.Namespace, dest: str = "set") -> dict[str, Any]:
+    """The overrides of `--set` and `--replace` (`add_set_argument`), nested, ready for `merge`."""
+    return _combine(parse_overrides(getattr(args, dest)),
+                    parse_overrides(getattr(args, f"{dest}_replace", []), replace=True))
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, key by key into nested dicts; a `Replace` value replaces. Neither is changed."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Replace):
+            out[key] = value.value
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = settled(value)
+    return out
+
+
+def settled(value: Any) -> Any:
+    """`value` with every `Replace` marker inside it taken off (nothing to merge into)."""
+    if isinstance(value, Replace):
+        return settled(value.value)
+    if isinstance(value, dict):
+        return {k: settled(v) for k, v in value.items()}
+    return value
 
 
 def validation_message(err: ValidationError, where: str = "") -> str:
@@ -61,17 +143,35 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    out = {}
+def parse_overrides(items: list[str], replace: bool = False) -> dict[str, Any]:
+    """`["eval_set.limit=20", "seed=1"]` -> {"eval_set": {"limit": 20}, "seed": 1}: each value
+    read as YAML, a dotted key nested. With `replace`, each value is marked to replace (`Replace`)."""
+    out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise ParamsError(f"override {item!r} is not key=value (e.g. --set batch_size=4)")
         key, value = item.split("=", 1)
         try:
-            out[key.strip()] = yaml.safe_load(value) if value else None
+            parsed = yaml.safe_load(value) if value else None
         except yaml.YAMLError as err:
             raise ParamsError(f"override {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)}); "
                               "quote it, e.g. --set 'key=\"a: b\"'") from None
+        *path, last = [k.strip() for k in key.split(".")]
+        if not last or not all(path):
+            raise ParamsError(f"override {item!r}: {key!r} is not a key or a dotted path (e.g. eval_set.limit=20)")
+        nested = {last: Replace(parsed) if replace else parsed}
+        for k in reversed(path):
+            nested = {k: nested}
+        out = _combine(out, nested)
+    return out
+
+
+def _combine(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    """Two sets of overrides as one, `then` winning, with their `Replace` marks kept for `merge`."""
+    out = dict(first)
+    for key, value in then.items():
+        mine = out.get(key)
+        out[key] = _combine(mine, value) if isinstance(value, dict) and isinstance(mine, dict) else value
     return out
 
 
@@ -94,7 +194,11 @@ def load_params(cls: type[P], files: list[str | Path] = (), overrides: dict[str,
         merged.update(data)
     overrides = dict(overrides or {})
     check_keys(cls, overrides, "the overrides")
-    merged.update(overrides)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and key in merged and not isinstance(merged[key], dict):
+            raise ParamsError(f"{key} is {merged[key]!r}, not a mapping: a dotted key cannot reach into it; "
+                              f"give the whole value (--set {key}=...)")
+    merged = merge(merged, overrides)
     where = ", ".join([*map(str, files), *(["the overrides"] if overrides else [])]) or "the defaults"
     refuse_keys(merged, where)
     try:

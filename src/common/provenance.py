@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from common.secrets import redact
+
 ROOT = Path(__file__).resolve().parents[2]
 CODE_PATHS = ("src", "params", "notebooks", "pyproject.toml", "requirements.txt", "requirements-models.txt")
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "numpy", "scipy",
@@ -53,7 +55,7 @@ def hardware() -> dict[str, Any]:
     except (OSError, ValueError, IndexError):
         pass
     try:
-        import torch
+        import torch  # the hardware record names torch's threads and GPU; provenance is read before torch loads
         info["torch_threads"] = torch.get_num_threads()
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
@@ -65,7 +67,6 @@ def hardware() -> dict[str, Any]:
 def command_line(argv: list[str] | None = None) -> list[str]:
     """The command that made a file, as it may be recorded: paths portable, secrets redacted.
     A notebook's kernel has no command of its own (papermill records its parameters)."""
-    from common.secrets import redact
     argv = list(sys.argv if argv is None else argv)
     if argv and Path(argv[0]).name in {"ipykernel_launcher.py", "ipykernel_launcher"}:
         return ["(notebook kernel)"]

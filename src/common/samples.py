@@ -27,8 +27,9 @@ from pydantic import (
     model_validator,
 )
 
-from common.errors import UserError
-from common.jsonl import json_lines
+from common.errors import UserError, cli
+from common.jsonio import json_lines
+from common.schemas import SchemaProblem, normalize_types, parameters_problems
 
 
 class ToolCall(BaseModel):
@@ -152,7 +153,6 @@ def _benchmark(info: ValidationInfo) -> bool:
 @lru_cache(maxsize=8192)
 def _parameters_problems(text: str) -> tuple[str, ...]:
     """Why parameters (as sorted JSON text) are unusable, cached: a dataset repeats its tools."""
-    from common.schemas import SchemaProblem, normalize_types, parameters_problems
     try:
         return tuple(parameters_problems(normalize_types(json.loads(text))))
     except SchemaProblem as err:
@@ -164,7 +164,6 @@ def checked_tool(tool: dict[str, Any], benchmark: bool = False) -> dict[str, Any
     data build does; nothing else changes, key order included, so prompts stay as they were),
     refused when the parameters are still not a usable JSON Schema object. A benchmark keeps
     a function it gives in its own unusable form (bfcl_data)."""
-    from common.schemas import normalize_types
     function = tool["function"]
     problems = _parameters_problems(json.dumps(function["parameters"], sort_keys=True))
     if problems:
@@ -278,5 +277,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from common.errors import cli
     cli(main)

@@ -13,6 +13,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
+from common.errors import UserError
+from common.provenance import ROOT, portable
+
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
 
@@ -45,7 +48,6 @@ def resolve_mode(mode: str) -> str:
     if mode == "auto":
         mode = os.environ.get("WANDB_MODE", "offline")
     if mode not in {"online", "offline", "disabled"}:
-        from common.errors import UserError
         raise UserError(f"unknown W&B mode {mode!r} (from WANDB_MODE); use online, offline or disabled")
     return mode
 
@@ -55,13 +57,11 @@ def start_run(config: dict[str, Any], mode: str = "auto", project: str = "toolca
     mode = resolve_mode(mode)
     if mode == "disabled":
         return NoRun()
-    import wandb
+    import wandb  # seconds to import, and a disabled run never needs it
 
-    from common.provenance import ROOT
     # Runs go under the project root wherever the caller runs (a notebook, a test), and
     # wandb's own console banner is replaced by one line saying where the run is.
     os.environ.setdefault("WANDB_SILENT", "true")
-    from common.provenance import portable
     run = wandb.init(project=project, group=group, name=name, job_type=job_type, config=portable(config),
                      mode=mode, reinit="finish_previous", dir=os.environ.get("WANDB_DIR", ROOT))
     where = f"upload with `wandb sync {run.settings.sync_dir}`" if mode == "offline" else run.url

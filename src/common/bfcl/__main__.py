@@ -1,0 +1,6 @@
+"""`python -m common.bfcl ...` (see `common.bfcl.run`)."""
+
+from common.bfcl.run import main
+from common.errors import cli
+
+cli(main)

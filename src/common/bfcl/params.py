@@ -1,0 +1,77 @@
+"""The parameters of a BFCL run, and the command that regenerates one."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import Field, field_validator
+
+from common import bfcl_data
+from common.evaluation.params import GenerationSpec
+from common.provenance import local_path
+
+CATEGORIES = bfcl_data.SCORED_CATEGORIES
+
+
+class BFCLParams(GenerationSpec):
+    """One model (and adapter) on BFCL's categories; the generation fields are `GenerationSpec`'s."""
+
+    categories: list[str] = Field(list(bfcl_data.BENCHMARK_CATEGORIES), description=(
+        f"BFCL categories to score: {', '.join(CATEGORIES)}"))
+    limit: int | None = Field(None, ge=1, description="only the first N entries of each category")
+    call_gate: float | str | None = Field("auto", description=(
+        "auto: the adapter's training run's calibrated gate (runs/<...>/call_gate.json) when it has one, "
+        "else none; none; or a threshold in (0, 1)"))
+    experiment: str = Field("bfcl", description="reports/<experiment>/<run> is the default output")
+    batch_size: int = Field(16, ge=1, description="prompts per generate call")
+    max_new_tokens: int = Field(256, ge=1, description="the longest answer (BFCL's parallel_multiple needs ~200)")
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c not in CATEGORIES]
+        if bad:
+            raise ValueError(f"unknown BFCL categories {bad}; choose from {list(CATEGORIES)}")
+        if not v:
+            raise ValueError("no categories: name at least one of " + ", ".join(CATEGORIES))
+        return list(dict.fromkeys(v))
+
+    @field_validator("call_gate")
+    @classmethod
+    def _gate(cls, v: float | str | None) -> float | str | None:
+        if isinstance(v, str) and v not in ("auto", "none"):
+            raise ValueError(f"call_gate must be auto, none or a number in (0, 1), not {v!r}")
+        if isinstance(v, float) and not 0 < v < 1:
+            raise ValueError(f"call_gate {v} is not in (0, 1)")
+        return v
+
+    def resolved(self) -> BFCLParams:
+        return self.model_copy(update={"run": self.default_run(), "out": self.default_out(),
+                                       "call_gate": resolve_gate(self.call_gate, self.adapter)})
+
+
+def resolve_gate(gate: float | str | None, adapter: str | None) -> float | None:
+    if gate in (None, "none"):
+        return None
+    if gate != "auto":
+        return float(gate)
+    if adapter is None:
+        return None
+    path = local_path(adapter).parent / "call_gate.json"
+    return json.loads(path.read_text())["threshold"] if path.is_file() else None
+
+
+def command_line(params: BFCLParams) -> str:
+    """The command that regenerates this run (predictions are not committed)."""
+    defaults = BFCLParams()
+    flags = [f"--model {params.model}"] + ([f"--adapter {params.adapter}"] if params.adapter else [])
+    if params.categories != defaults.categories:
+        flags.append("--categories " + " ".join(params.categories))
+    if params.limit:
+        flags.append(f"--limit {params.limit}")
+    flags.append(f"--call-gate {'none' if params.call_gate is None else params.call_gate}")
+    flags.append(f"--run {params.run}")
+    sets = [f"{k}={getattr(params, k)}" for k in ("format", "device", "dtype", "batch_size", "max_new_tokens", "seed",
+                                                "backend")
+            if getattr(params, k) != getattr(defaults, k)]
+    return "python -m common.bfcl " + " ".join(flags) + (" --set " + " ".join(sets) if sets else "")

@@ -1,0 +1,224 @@
+"""The steps a notebook (and the quickstart) chains: train, calibrate, evaluate, compare, save.
+
+Each step takes the same layered parameters as its command line (a list of YAML files,
+then a dict of overrides), so a notebook's `parameters` cell names files in `params/`
+and overrides, and an unknown key fails with the message `common.params` gives. Every
+step writes to disk and reads back from it: a rerun skips what is finished (training
+resumes from its checkpoint, evaluation from its predictions), and figures and tables
+come from the files, never from memory.
+
+A notebook's own results file, `reports/<experiment>/<run>/results.json`, is written
+last by `save_results`, with `complete: true`; the sweep runner takes that as "done".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import types
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from common.data.build import DataParams, build
+from common.evaluation.calibrate import calibrate
+from common.evaluation.params import EvalParams
+from common.evaluation.runner import evaluate
+from common.experiments.compare import kinetic_row
+from common.experiments.notebooks import check_parameters, declared_parameters
+from common.jsonio import write_json
+from common.params import load_params
+from common.provenance import local_path, provenance, reports_root, shown
+
+
+def report_dir(experiment: str, run: str) -> Path:
+    return reports_root() / experiment / run
+
+
+@contextmanager
+def stage(name: str, timings: dict[str, float]):
+    """Print a stage's start and end with its wall time; record the seconds in `timings`."""
+    print(f"==> {name}", flush=True)
+    t = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - t, 1)
+    print(f"<== {name}: {timings[name]:.0f} s", flush=True)
+
+
+def build_data(files: list[str], overrides: dict[str, Any]) -> tuple[DataParams, dict[str, Any]]:
+    """`python -m common.data build <files> --set <overrides>`, as a function: the build's
+    parameters and its data card (a build with the same parameters is not redone)."""
+    params = load_params(DataParams, files, overrides)
+    return params, build(params)
+
+
+def train(stage_name: str, files: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`python -m common.train <stage> <files> --set <overrides>`, as a function."""
+    # TRL takes seconds to import, and only the notebooks that train need it
+    from common.training.dpo import train_dpo
+    from common.training.params import DPOParams, SFTParams  # (as above)
+    from common.training.sft import train_sft  # (as above)
+    cls, fn = {"sft": (SFTParams, train_sft), "dpo": (DPOParams, train_dpo)}[stage_name]
+    return fn(load_params(cls, files, overrides))
+
+
+def eval_params(files: list[str], overrides: dict[str, Any]) -> EvalParams:
+    return load_params(EvalParams, files, overrides).resolved()
+
+
+def evaluate_model(files: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`python -m common.evaluate <files> --set <overrides>`, as a function."""
+    return evaluate(eval_params(files, overrides))
+
+
+def adapter_of(train_results: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation overrides that load what a training run produced."""
+    outputs = train_results["outputs"]
+    if "adapter" in outputs:
+        return {"model": train_results["model"], "adapter": outputs["adapter"]}
+    return {"model": outputs["model"], "adapter": None}
+
+
+def calibrated_gate(train_results: dict[str, Any], samples: int, no_call_accuracy: float,
+                    dtype: str = "auto", device: str = "cpu") -> dict[str, Any]:
+    """The run's call gate (`common.evaluation.calibrate`), read from its folder when already chosen
+    with the same settings, else chosen now."""
+    folder = run_dir(train_results)
+    path = folder / "call_gate.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("requested_samples") == samples and saved["target_no_call_accuracy"] == no_call_accuracy:
+            return saved
+    return calibrate(folder, samples, no_call_accuracy, dtype=dtype, device=device)
+
+
+def save_results(out: str | Path, notebook: str, params: dict[str, Any], metrics: dict[str, Any],
+                 **extra: Any) -> dict[str, Any]:
+    """The notebook's results file: its parameters, metrics and provenance, complete."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"notebook": notebook, "params": params, "metrics": metrics, **extra,
+               "provenance": provenance(), "complete": True}
+    write_json(out / "results.json", results)
+    return results
+
+
+def train_and_evaluate(*, stage_name: str = "sft", experiment: str, run: str, train_files: list[str],
+                       train_set: dict[str, Any], eval_files: list[str], eval_set: dict[str, Any],
+                       gate_samples: int = 160, gate_no_call_accuracy: float | None = None,
+                       wandb_group: str | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """SFT (LoRA or full) or DPO (`train_set["sft"]` names the SFT run) into
+    runs/<experiment>/<run>, the call gate chosen on unused training samples (when
+    `gate_no_call_accuracy` is set), then the evaluation into reports/<experiment>/<run>/eval.
+    Returns {train, gate, eval, eval_dir, row, timings}: this call's stage times, also added
+    to `timings` when given (a notebook sums several calls' there)."""
+    mine: dict[str, float] = {}
+    common = {"experiment": experiment, "wandb_group": wandb_group}
+    with stage(f"train {run}", mine):
+        tr = train(stage_name, train_files, {**train_set, **common, "run": run})
+    gate = None
+    if gate_no_call_accuracy is not None:
+        ev = eval_params(eval_files, eval_set)
+        with stage(f"calibrate the call gate of {run}", mine):
+            gate = calibrated_gate(tr, gate_samples, gate_no_call_accuracy, dtype=ev.dtype, device=ev.device)
+        print(f"    call gate {gate['threshold']:.4f}: on {gate['n']} unused training samples it calls on "
+              f"{gate['call_recall']:.0%} of those that need a call and on {1 - gate['no_call_accuracy']:.0%} "
+              "of the others", flush=True)
+    out = report_dir(experiment, run) / "eval"
+    with stage(f"evaluate {run}", mine):
+        res = evaluate_model(eval_files, {**eval_set, **adapter_of(tr), **common, "run": run, "out": str(out),
+                                          "call_gate": gate["threshold"] if gate else None})
+    if timings is not None:
+        timings.update(mine)
+    return {"train": tr, "gate": gate, "eval": res, "eval_dir": str(out), "row": kinetic_row(run, res),
+            "timings": mine}
+
+
+def recipe(params: dict[str, Any], prefix: str = "sft", **changes: Any) -> dict[str, Any]:
+    """The keyword arguments of `train_and_evaluate` that a notebook's parameters hold: its
+    `<prefix>_params`/`<prefix>_set` (training), `eval_params`/`eval_set`, the call gate's and
+    `experiment`/`run`/`wandb_group`; `changes` on top (a run name, other overrides)."""
+    return {"stage_name": "dpo" if prefix == "dpo" else "sft", "experiment": params["experiment"],
+            "run": params["run"], "train_files": params[f"{prefix}_params"], "train_set": params[f"{prefix}_set"],
+            "eval_files": params["eval_params"], "eval_set": params["eval_set"],
+            "gate_samples": params["gate_samples"], "gate_no_call_accuracy": params["gate_no_call_accuracy"],
+            "wandb_group": params.get("wandb_group"), **changes}
+
+
+def one_run(notebook: str, params: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+    """One SFT run of a sweep's notebook (04, 06): trained, gated, evaluated, and its results
+    saved in reports/<experiment>/<run>/ with its training curve. Returns `train_and_evaluate`'s
+    dict with `out`, the report folder, and `results`, the notebook's results."""
+    r = train_and_evaluate(**recipe(params), timings=timings)
+    out = report_dir(params["experiment"], params["run"])
+    keep_training(r["train"], out, summary=False)  # results.json below holds the summary
+    results = save_results(out, notebook, params, r["row"], train=training_summary(r["train"]),
+                           gate={k: v for k, v in (r["gate"] or {}).items() if k != "samples"} or None,
+                           eval_dir=shown(r["eval_dir"]), timings=timings)
+    return {**r, "out": out, "results": results}
+
+
+def save_comparison(out: str | Path, notebook: str, params: dict[str, Any], comp: dict[str, Any],
+                    trained: dict[str, dict[str, Any]] | None = None,
+                    histories: dict[str, str | Path] | None = None, title: str | None = None,
+                    timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """A comparison (`compare`) saved as its figures' source, `comparison.json`, with the
+    training curves of `trained` (training results, whose history is copied beside it) and
+    of `histories` (history files), then the notebook's results file. Returns the results."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    curves = {name: keep_training(tr, out / name, summary=False) for name, tr in (trained or {}).items()}
+    curves |= {name: Path(path) for name, path in (histories or {}).items()}
+    comp = {**comp, **({"title": title} if title is not None else {})}
+    if trained is not None or histories is not None:
+        comp["histories"] = {name: json.loads(path.read_text()) for name, path in curves.items()}
+    (out / "comparison.json").write_text(json.dumps(comp, indent=2) + "\n")
+    metrics = {"table": comp["table"], "head_to_head": comp.get("head_to_head")}
+    if "bfcl" in comp or "bfcl" in params:  # BFCL beside the held-out set, or a notebook that could show it
+        metrics["bfcl"] = comp.get("bfcl")
+    return save_results(out, notebook, params, metrics, **({"timings": timings} if timings is not None else {}))
+
+
+def keep_training(tr: dict[str, Any], folder: str | Path, summary: bool = True) -> Path:
+    """What reports/ keeps of a training run (runs/ is not committed): its `history.json`
+    and, with `summary`, `training_summary` as `results.json`, in `folder`. Returns the history's path."""
+    folder = Path(folder)
+    history = copy_history(tr, folder / "history.json")
+    if summary:
+        write_json(folder / "results.json", training_summary(tr))
+    return history
+
+
+def training_summary(tr: dict[str, Any]) -> dict[str, Any]:
+    """What a notebook's results keep of a training run (its folder is not committed)."""
+    return {k: tr.get(k) for k in ("stage", "run", "model", "method", "steps", "final", "throughput", "parameters",
+                                   "data", "params")}
+
+
+def copy_history(tr: dict[str, Any], dest: str | Path) -> Path:
+    """The run's history.json (runs/ is not committed) beside the notebook's results."""
+    folder = run_dir(tr)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text((folder / "history.json").read_text())
+    return dest
+
+
+def notebook_params(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
+    """The values of the notebook's declared parameters (as injected or edited), checked:
+    an override key its stage does not know fails here, before anything runs."""
+    declared = declared_parameters(notebook)
+    params = {k: namespace[k] for k in declared}
+    # papermill injects an undeclared key without complaint: anything else defined by now is one
+    # (besides IPython's own names, such as In, Out and open, and the setup cell's)
+    shell = namespace.get("get_ipython")
+    setup = {"os", "ROOT", "ex", "P", *(shell().user_ns_hidden if callable(shell) and shell() else ())}
+    extra = {k: v for k, v in namespace.items() if not k.startswith("_") and k not in declared
+             and k not in setup and not isinstance(v, types.ModuleType)}
+    check_parameters(notebook, {**params, **extra}, "the parameters given")
+    return params
+
+
+def run_dir(tr: dict[str, Any]) -> Path:
+    """A training run's folder (runs/<experiment>/<run>), from its results."""
+    return local_path(tr["outputs"].get("adapter") or tr["outputs"]["model"]).parent

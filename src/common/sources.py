@@ -1,0 +1,110 @@
+"""Where samples come from: the one reader every phase uses.
+
+A data spec is one of
+- `suite:NAME`: a suite shipped in `common/suites/NAME.json`;
+- `bfcl:CATEGORY`: a BFCL v4 category, read from the installed `bfcl-eval` wheel;
+- `data/<build>` (its eval split) or `data/<build>:train`: a dataset built by
+  `python -m common.data build params/data.yaml` (Arrow splits beside a data card);
+- a samples JSONL/JSON file.
+Every sample is validated where it enters (`samples.Sample`); an empty source is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from common import bfcl_data
+from common.errors import UserError
+from common.provenance import local_path, portable_path
+from common.samples import Sample, read_samples, validate_rows
+
+SUITE_PREFIX = "suite:"
+BFCL_PREFIX = "bfcl:"
+# Nested fields of a built split, stored as JSON strings (tool schemas differ in shape
+# and Arrow needs one schema per column).
+JSON_FIELDS = ("tools", "messages", "expected_calls")
+SPLITS = ("train", "eval")
+
+
+def load_data(spec: str, limit: int | None = None) -> list[Sample]:
+    """The samples of a data spec, validated; the first `limit` of them when given."""
+    if spec.startswith(SUITE_PREFIX):
+        name = spec[len(SUITE_PREFIX):]
+        path = resources.files("common") / "suites" / f"{name}.json"
+        if not path.is_file():
+            shipped = sorted(p.name.removesuffix(".json") for p in (resources.files("common") / "suites").iterdir()
+                             if p.name.endswith(".json"))
+            raise UserError(f"no shipped suite {name!r}; shipped suites: {shipped}")
+        samples = read_samples(Path(str(path)))
+    elif spec.startswith(BFCL_PREFIX):
+        samples = bfcl_data.category_samples(spec[len(BFCL_PREFIX):])
+    elif built_split(spec):
+        path, split = built_split(spec)
+        samples = load_split(path, split)
+    elif not local_path(spec).exists():
+        raise UserError(f"no sample file or data build at {spec}; give a samples JSONL, suite:NAME, bfcl:CATEGORY "
+                        "or a build (data/<name>, data/<name>:train) made by `python -m common.data build "
+                        "params/data.yaml`")
+    else:
+        samples = read_samples(local_path(spec))
+    if not samples:
+        raise UserError(f"{spec} holds no samples; point --data at a non-empty file or build")
+    return samples[:limit] if limit else samples
+
+
+def load_samples(spec: str, limit: int | None = None, seed: int = 0) -> list[Sample]:
+    """Samples of a data spec; `limit` draws that many at random (a built split is
+    stored grouped by toolkit and scenario, so its first N would be a few toolkits)."""
+    samples = load_data(spec)  # a missing build's error says how to build it
+    if limit and limit < len(samples):
+        samples = random.Random(seed).sample(samples, limit)
+    return samples
+
+
+def built_split(spec: str) -> tuple[Path, str] | None:
+    """`data/<build>` (its eval split) or `data/<build>:train`, when that is a built dataset."""
+    path, _, split = spec.partition(":") if not local_path(spec).exists() else (spec, "", "")
+    if (local_path(path) / "data_card.json").is_file():
+        return local_path(path), split or "eval"
+    return None
+
+
+def portable_data(spec: str) -> str:
+    """A data spec as a run records it: a file or a build by its portable path."""
+    if spec.startswith((SUITE_PREFIX, BFCL_PREFIX)):
+        return spec
+    built = built_split(spec)
+    if built:
+        path, split = built
+        return portable_path(path) + (f":{split}" if ":" in spec else "")
+    return portable_path(local_path(spec))
+
+
+def decode_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of a built split as the fields of a `Sample`."""
+    return {k: (json.loads(row[k]) if k in JSON_FIELDS else row[k]) for k in Sample.model_fields if k in row}
+
+
+def from_row(row: dict[str, Any]) -> Sample:
+    return Sample.model_validate(decode_row(row))
+
+
+def load_split(path: str | Path, split: str = "eval") -> list[Sample]:
+    """The samples of one split of a build directory (`data/<name>`)."""
+    # `datasets` takes seconds to import, and only built splits need it
+    from datasets import load_from_disk
+
+    path = Path(path)
+    target = path / "dataset" if (path / "dataset").is_dir() else path
+    if not (target / "dataset_dict.json").is_file():
+        raise UserError(f"no built dataset at {path}; build one with "
+                        f"`python -m common.data build params/data.yaml`")
+    data = load_from_disk(str(target))
+    if split not in data:
+        raise UserError(f"{path} has no split {split!r}; it has {list(data)}")
+    return validate_rows([(f"{path}:{split}[{i}]", decode_row(r)) for i, r in enumerate(data[split])],
+                         f"{path}:{split}")
