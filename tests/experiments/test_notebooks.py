@@ -248,6 +248,8 @@ def test_sweep_skips_complete_runs_and_reports_failures(roots, ran, tmp_path, ca
     capsys.readouterr()
     again = run_sweep(spec, only=["r2", "r8"])
     assert "r2: complete, skipped" in capsys.readouterr().out
+    # a skipped run keeps the executed notebook its own run recorded
+    assert [r.get("notebook_out") for r in again["runs"]] == [r.get("notebook_out") for r in record["runs"]]
     assert {r["run"]: r["status"] for r in again["runs"]} == status
     # a failed run is tried again on the next sweep (and fails again, for the same reason)
     retry = run_sweep(spec, only=["bad"])

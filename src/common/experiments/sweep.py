@@ -127,7 +127,9 @@ def run_sweep(spec: SweepSpec, only: list[str] | None = None, overrides: dict[st
                          or {"status": "complete" if is_complete(folder) else "not run"})
         elif is_complete(folder):
             print(f"[sweep] {run}: complete, skipped", flush=True)
-            entry.update({"status": "complete", "seconds": previous.get(run, {}).get("seconds")})
+            before = previous.get(run, {})  # what the run that completed it recorded
+            entry.update({"status": "complete", "seconds": before.get("seconds"),
+                          **({"notebook_out": before["notebook_out"]} if "notebook_out" in before else {})})
         else:
             print(f"[sweep] {run}: running {Path(spec.notebook).name} into {shown(folder)}", flush=True)
             t = time.perf_counter()
