@@ -1,9 +1,8 @@
-"""Formatting for the markdown reports every phase writes: one way to show a share, a time, a table."""
+"""Formatting for the markdown reports every phase writes: one way to show a share, a time, an interval."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 
 def pct(x: float | None, digits: int = 1) -> str:
@@ -24,9 +23,3 @@ def number(x: float | None, digits: int = 2) -> str:
 def interval(ci: Sequence[float] | None) -> str:
     """A 95% interval of shares, ' (a–b)', or '' when there is none."""
     return f" ({pct(ci[0])}–{pct(ci[1])})" if ci else ""
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    """A markdown table's lines."""
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]

@@ -90,20 +90,21 @@ class Replace:
 
 def overrides_of(args: argparse.Namespace, dest: str = "set") -> dict[str, Any]:
     """The overrides of `--set` and `--replace` (`add_set_argument`), nested, ready for `merge`."""
-    return _combine(parse_overrides(getattr(args, dest)),
-                    parse_overrides(getattr(args, f"{dest}_replace", []), replace=True))
+    return merge(parse_overrides(getattr(args, dest)),
+                 parse_overrides(getattr(args, f"{dest}_replace", []), replace=True), settle=False)
 
 
-def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """`over` on top of `base`, key by key into nested dicts; a `Replace` value replaces. Neither is changed."""
+def merge(base: dict[str, Any], over: dict[str, Any], settle: bool = True) -> dict[str, Any]:
+    """`over` on top of `base`, key by key into nested dicts; a `Replace` value replaces. Neither is changed.
+    With `settle=False` (two sets of overrides made one) the `Replace` marks are kept for a later merge."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, Replace):
-            out[key] = value.value
+            out[key] = value.value if settle else value
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
+            out[key] = merge(out[key], value, settle)
         else:
-            out[key] = settled(value)
+            out[key] = settled(value) if settle else value
     return out
 
 
@@ -162,16 +163,7 @@ def parse_overrides(items: list[str], replace: bool = False) -> dict[str, Any]:
         nested = {last: Replace(parsed) if replace else parsed}
         for k in reversed(path):
             nested = {k: nested}
-        out = _combine(out, nested)
-    return out
-
-
-def _combine(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
-    """Two sets of overrides as one, `then` winning, with their `Replace` marks kept for `merge`."""
-    out = dict(first)
-    for key, value in then.items():
-        mine = out.get(key)
-        out[key] = _combine(mine, value) if isinstance(value, dict) and isinstance(mine, dict) else value
+        out = merge(out, nested, settle=False)
     return out
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from common.evaluation.checker import Verdict
 from common.evaluation.metrics import bootstrap_ci, head_to_head, paired_difference
 from common.jsonio import read_jsonl
-from common.markdown import pct, seconds
+from common.markdown import interval, pct, seconds
 from common.provenance import shown
 
 
@@ -105,7 +105,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         ci = r["accuracy_ci95"]
         lines.append(f"| {r['model']} | {r['n']} | {pct(r['accuracy'])}"
-                     + (f" ({pct(ci[0])}–{pct(ci[1])})" if ci else "")
+                     + interval(ci)
                      + f" | {pct(r['tool_name_accuracy'])} | {pct(r['failure_rate'])} | {pct(r['no_tool_accuracy'])}"
                      f" | {pct(r['tool_selection_f1'])} | {seconds(r['p95_latency_s'])} |")
     return "\n".join(lines) + "\n"

@@ -159,8 +159,7 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
     shutil.rmtree(out / p.run / "train", ignore_errors=True)
     history = ex.keep_training(fine["train"], out / p.run / "train")
     if fine["gate"]:
-        gate = {k: v for k, v in fine["gate"].items() if k != "samples"}
-        write_json(out / p.run / "call_gate.json", gate)
+        write_json(out / p.run / "call_gate.json", ex.gate_record(fine["gate"]))
     with ex.stage("5/5 compare (notebook 07)", timings):
         execute("07_benchmark", out, {
             "experiment": p.experiment, "run": "comparison", "out_dir": shown(out),

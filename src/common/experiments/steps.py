@@ -153,7 +153,7 @@ def one_run(notebook: str, params: dict[str, Any], timings: dict[str, float]) ->
     out = report_dir(params["experiment"], params["run"])
     keep_training(r["train"], out, summary=False)  # results.json below holds the summary
     results = save_results(out, notebook, params, r["row"], train=training_summary(r["train"]),
-                           gate={k: v for k, v in (r["gate"] or {}).items() if k != "samples"} or None,
+                           gate=gate_record(r["gate"]),
                            eval_dir=shown(r["eval_dir"]), timings=timings)
     return {**r, "out": out, "results": results}
 
@@ -172,11 +172,16 @@ def save_comparison(out: str | Path, notebook: str, params: dict[str, Any], comp
     comp = {**comp, **({"title": title} if title is not None else {})}
     if trained is not None or histories is not None:
         comp["histories"] = {name: json.loads(path.read_text()) for name, path in curves.items()}
-    (out / "comparison.json").write_text(json.dumps(comp, indent=2) + "\n")
+    write_json(out / "comparison.json", comp)
     metrics = {"table": comp["table"], "head_to_head": comp.get("head_to_head")}
     if "bfcl" in comp or "bfcl" in params:  # BFCL beside the held-out set, or a notebook that could show it
         metrics["bfcl"] = comp.get("bfcl")
     return save_results(out, notebook, params, metrics, **({"timings": timings} if timings is not None else {}))
+
+
+def gate_record(gate: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What reports/ keeps of a call gate's calibration: all but its samples' ids."""
+    return {k: v for k, v in gate.items() if k != "samples"} if gate else None
 
 
 def keep_training(tr: dict[str, Any], folder: str | Path, summary: bool = True) -> Path:
