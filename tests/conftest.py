@@ -3,7 +3,7 @@
 import pytest
 from evaluation_helpers import GoldBackend
 
-from common.backends import BACKENDS
+from common.engines import BACKENDS
 from common.formats import get_format
 from common.models import load_tokenizer
 from common.samples import ToolCall

@@ -21,7 +21,7 @@ AREAS = ("data", "evaluation", "training", "bfcl", "experiments")
 ALIASES = {"evaluate": "common.evaluation.runner", "train": "common.training.cli",
            "sweep": "common.experiments.sweep", "quickstart": "common.experiments.quickstart",
            "figures": "common.experiments.figures", "calibrate": "common.evaluation.calibrate",
-           "bench": "common.training.bench"}
+           "bench": "common.training.bench", "export": "common.training.export"}
 MAX_LINES = 420
 
 
@@ -112,7 +112,7 @@ def test_an_old_command_runs_the_same_main(alias, target):
 
 
 @pytest.mark.parametrize("command", ["common.train", "common.data", "common.bfcl", "common.evaluation",
-                                     "common.training"])
+                                     "common.training", "common.export"])
 @pytest.mark.slow
 def test_old_and_new_command_names_answer(command):
     done = subprocess.run([sys.executable, "-m", command, "--help"], capture_output=True, text=True, timeout=300)

@@ -1,9 +1,10 @@
 """Generation backends: the one interface the evaluation runner talks to.
 
 A backend turns rendered prompts into generated text with token counts and timings.
-Only local transformers exists now; vLLM, OpenAI-compatible HTTP and llama.cpp
-backends implement the same `Backend.generate` and register in `BACKENDS`, with no
-change to the runner. Constrained decoding plugs in through `logits_processors`.
+Two implement it: local transformers (here) and llama.cpp (`common.llamacpp`); the
+registry and the `auto` choice are in `common.engines`. A vLLM or OpenAI-compatible HTTP
+backend would implement the same `Backend.generate` and register there, with no change
+to the runner. Constrained decoding plugs in through `logits_processors`.
 """
 
 from __future__ import annotations
@@ -140,5 +141,3 @@ class TransformersBackend(Backend):
                           new_tokens=len(kept) + (stop is not None), seconds=seconds,
                           finish_reason="stop" if stopped else "length", p_call=p_call)
 
-
-BACKENDS = {"transformers": TransformersBackend}

@@ -16,7 +16,7 @@ from common.secrets import redact
 ROOT = Path(__file__).resolve().parents[2]
 CODE_PATHS = ("src", "params", "notebooks", "pyproject.toml", "requirements.txt", "requirements-models.txt")
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "numpy", "scipy",
-             "jsonschema", "wandb", "papermill")
+             "jsonschema", "wandb", "papermill", "llama_cpp_python")
 
 
 def git_state() -> dict[str, Any]:

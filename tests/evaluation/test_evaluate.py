@@ -80,7 +80,7 @@ def test_rerun_with_other_generation_settings_is_refused(tmp_path, tok, gold):
     samples = ev.load_data("suite:everyday_tools", limit=2)
     gold("hermes", samples)
     ev.evaluate(params(tmp_path, backend="gold", limit=2), model_and_tokenizer=(None, tok))
-    with pytest.raises(ValueError, match="max_new_tokens: 256 there, 32 now"):
+    with pytest.raises(ValueError, match="max_new_tokens: 192 there, 32 now"):
         ev.evaluate(params(tmp_path, backend="gold", limit=2, max_new_tokens=32), model_and_tokenizer=(None, tok))
 
 

@@ -24,7 +24,7 @@ class BFCLParams(GenerationSpec):
         "else none; none; or a threshold in (0, 1)"))
     experiment: str = Field("bfcl", description="reports/<experiment>/<run> is the default output")
     batch_size: int = Field(16, ge=1, description="prompts per generate call")
-    max_new_tokens: int = Field(256, ge=1, description="the longest answer (BFCL's parallel_multiple needs ~200)")
+    max_new_tokens: int | str = Field(256, description="the longest answer (BFCL's parallel_multiple needs ~200)")
 
     @field_validator("categories")
     @classmethod
@@ -45,8 +45,9 @@ class BFCLParams(GenerationSpec):
             raise ValueError(f"call_gate {v} is not in (0, 1)")
         return v
 
-    def resolved(self) -> BFCLParams:
+    def resolved(self, loaded: object = None) -> BFCLParams:
         return self.model_copy(update={"run": self.default_run(), "out": self.default_out(),
+                                       **self.resolved_engine(loaded), "max_new_tokens": self.answer_cap(),
                                        "call_gate": resolve_gate(self.call_gate, self.adapter)})
 
 

@@ -20,6 +20,7 @@ from common.evaluation.metrics import (
     latency_summary,
     proportion_ci,
 )
+from common.evaluation.report import engine_text
 from common.evaluation.runner import PREDICTION_KEYS
 from common.evaluation.runner import score as score_evaluation
 from common.jsonio import read_jsonl, write_json, write_jsonl
@@ -168,7 +169,7 @@ def report(results: dict[str, Any]) -> str:
         f"{results['n_samples']} entries of BFCL v4 ({', '.join(b['per_category'])}), read offline from the "
         f"bfcl-eval wheel; format {results['format']}, greedy, max {results['params']['max_new_tokens']} new "
         f"tokens, call gate {'none' if gate is None else f'{gate:.3f}'}; {minutes:.1f} min of generation "
-        f"({results['params']['device']}). Checker: {b['checker']} on the project's parsed calls. "
+        f"({engine_text(results.get('generation'))}). Checker: {b['checker']} on the project's parsed calls. "
         f"Command: `{results['command']}`.", "",
         "| category | n | accuracy (BFCL checker) | accuracy (project checker) | agreement | SLM exact match | "
         "argument F1 | tool-select F1 | hallucination-free |", "|---|---|---|---|---|---|---|---|---|",

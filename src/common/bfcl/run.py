@@ -32,11 +32,11 @@ from typing import Any
 from common import bfcl_data
 from common.bfcl.params import BFCLParams
 from common.bfcl.report import score
+from common.engines import load_generator
 from common.errors import ArgumentParser, cli
 from common.evaluation.params import EvalParams, GenerationSpec
 from common.evaluation.runner import PREDICTION_KEYS, evaluate
 from common.jsonio import read_json, read_jsonl, write_json
-from common.models import load_model, resolve_dtype
 from common.params import add_set_argument, load_params, overrides_of
 from common.provenance import local_path
 from common.sources import BFCL_PREFIX, load_data
@@ -91,9 +91,9 @@ def generate(params: BFCLParams, model_and_tokenizer: tuple[Any, Any] | None = N
     for category in params.categories:
         eval_params = category_params(params, category)
         if model_and_tokenizer is None and not _finished(eval_params):
-            model_and_tokenizer = load_model(params.model, adapter=params.adapter, dtype=str(
-                resolve_dtype(params.dtype, params.device)).removeprefix("torch."), device=params.device,
-                seed=params.seed)
+            model_and_tokenizer = load_generator(params.backend, params.model, adapter=params.adapter,
+                                                 dtype=params.dtype, device=params.device, seed=params.seed,
+                                                 n_seq=params.batch_size)
         print(f"BFCL {category}: {eval_params.out}", flush=True)
         evaluate(eval_params, model_and_tokenizer)
     write_json(Path(params.out) / "params.json", params.model_dump())
@@ -107,7 +107,7 @@ def _finished(eval_params: EvalParams) -> bool:
 def run(params: BFCLParams | dict[str, Any], model_and_tokenizer: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """Generate what is missing, then score: the results of one model on BFCL."""
     params = params if isinstance(params, BFCLParams) else load_params(BFCLParams, [], params)
-    params = params.resolved()
+    params = params.resolved(loaded=model_and_tokenizer[0] if model_and_tokenizer else None)
     generate(params, model_and_tokenizer)
     results = score(params.out)
     track(params, results)

@@ -29,12 +29,17 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from common.backends import GenerationSettings, TransformersBackend
+from common.backends import GenerationSettings
 from common.decoding import CallDecision, call_start_token
+from common.engines import (
+    BACKENDS,
+    load_generator,
+    resolve_backend,
+    resolve_backend_dtype,
+)
 from common.errors import ArgumentParser, UserError, cli
 from common.formats import get_format
 from common.jsonio import write_json
-from common.models import load_model
 from common.provenance import local_path
 from common.samples import Sample
 from common.sources import load_samples
@@ -63,7 +68,8 @@ def held_back(train_results: dict[str, Any], n: int, seed: int = 0) -> list[Samp
     return random.Random(seed).sample(rest, min(n, len(rest)))
 
 
-def p_call_values(model: Any, tokenizer: Any, fmt: Any, samples: list[Sample], batch_size: int = 16) -> list[float]:
+def p_call_values(model: Any, tokenizer: Any, fmt: Any, samples: list[Sample], batch_size: int = 16,
+                  backend: str = "transformers") -> list[float]:
     """P(call) at the first token of each sample's answer, read by the same backend and
     processor the evaluation uses, so the numbers are the ones the gate will compare."""
     token = call_start_token(fmt, tokenizer)
@@ -71,13 +77,13 @@ def p_call_values(model: Any, tokenizer: Any, fmt: Any, samples: list[Sample], b
         raise ValueError(f"format {fmt.name!r} calls do not start with one shared token under this tokenizer, "
                          "so there is no P(call) to calibrate")
     probe = CallDecision(token)
-    backend = TransformersBackend(model, tokenizer, GenerationSettings(max_new_tokens=1), logits_processors=[probe])
+    generator = BACKENDS[backend](model, tokenizer, GenerationSettings(max_new_tokens=1), logits_processors=[probe])
     prompts = [fmt.render_prompt(s.tools, s.messages, tokenizer) for s in samples]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     values: dict[int, float] = {}
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        for i, g in zip(idx, backend.generate([prompts[i] for i in idx])):
+        for i, g in zip(idx, generator.generate([prompts[i] for i in idx])):
             values[i] = g.p_call
     return [values[i] for i in range(len(prompts))]
 
@@ -109,7 +115,8 @@ def choose_threshold(p_call: list[float], expects_call: list[bool], no_call_accu
 
 
 def calibrate(run_dir: str | Path, samples: int = 160, no_call_accuracy: float = 0.8, batch_size: int = 16,
-              seed: int = 0, dtype: str = "auto", device: str = "cpu") -> dict[str, Any]:
+              seed: int = 0, dtype: str = "auto", device: str = "cpu", backend: str = "transformers"
+              ) -> dict[str, Any]:
     """Calibrate the gate of a finished training run; returns (and saves) call_gate.json."""
     run_dir = local_path(run_dir)
     results_path = run_dir / "results.json"
@@ -119,12 +126,16 @@ def calibrate(run_dir: str | Path, samples: int = 160, no_call_accuracy: float =
     train = json.loads(results_path.read_text())
     weights = train["outputs"].get("adapter") or train["outputs"].get("model")
     cal = held_back(train, samples, seed)
-    model, tokenizer = load_model(train["model"] if "adapter" in train["outputs"] else weights,
-                                  adapter=train["outputs"].get("adapter"), dtype=dtype, device=device, seed=seed)
+    # the backend and precision the evaluation will use, so the gate compares the numbers it was chosen on
+    name = train["model"] if "adapter" in train["outputs"] else weights
+    backend = resolve_backend(backend, name, device)
+    dtype = resolve_backend_dtype(backend, dtype)
+    model, tokenizer = load_generator(backend, name, adapter=train["outputs"].get("adapter"), dtype=dtype,
+                                      device=device, seed=seed, n_seq=batch_size)
     fmt = get_format(train["format"])
-    values = p_call_values(model, tokenizer, fmt, cal, batch_size)
+    values = p_call_values(model, tokenizer, fmt, cal, batch_size, backend=backend)
     chosen = choose_threshold(values, [bool(s.expected_calls) for s in cal], no_call_accuracy)
-    out = {**chosen, "requested_samples": samples, "run": train["run"], "weights": weights, "data": train["params"]["data"], "seed": seed,
+    out = {**chosen, "requested_samples": samples, "backend": backend, "dtype": dtype, "run": train["run"], "weights": weights, "data": train["params"]["data"], "seed": seed,
            "samples": [{"id": s.id, "scenario": s.scenario, "expects_call": bool(s.expected_calls), "p_call": v}
                        for s, v in zip(cal, values)]}
     write_json(run_dir / "call_gate.json", out)
@@ -140,13 +151,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="the share of no-call samples the gate must answer without a call (0-1)")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draw of calibration samples")
-    parser.add_argument("--dtype", default="auto", help="auto, bfloat16 or float32")
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32 (q8_0: llama.cpp)")
+    parser.add_argument("--backend", default="auto", help="auto, transformers or llama.cpp: the evaluation's")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     args = parser.parse_args(argv)
     if not 0 < args.no_call_accuracy < 1:
         parser.error("--no-call-accuracy is a share strictly between 0 and 1, e.g. 0.8")
-    out = calibrate(args.run, args.samples, args.no_call_accuracy, args.batch_size, args.seed, args.dtype, args.device)
+    out = calibrate(args.run, args.samples, args.no_call_accuracy, args.batch_size, args.seed, args.dtype, args.device,
+                    args.backend)
     print(f"call gate {out['threshold']:.4f} on {out['n']} unused training samples: calls on "
           f"{out['call_recall']:.1%} of those that need a call, none on {out['no_call_accuracy']:.1%} of the "
           f"others (AUC {out['auc']:.3f}); saved {Path(args.run) / 'call_gate.json'}")

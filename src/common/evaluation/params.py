@@ -11,7 +11,9 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from common.backends import BACKENDS
+from common.engines import choices, loaded_dtype, resolve_backend, resolve_backend_dtype
+from common.errors import UserError
+from common.formats import get_format
 from common.models import default_format, resolve_dtype
 from common.params import ModelSpec
 from common.provenance import reports_root
@@ -40,18 +42,55 @@ class GenerationSpec(ModelSpec):
     experiment: str = Field("suite", description="reports/<experiment>/<run> is the default output")
     run: str | None = Field(None, description="run name; default: the model name (+ the adapter's run)")
     out: str | None = Field(None, description="output folder; default reports/<experiment>/<run>")
-    backend: str = Field("transformers", description=f"one of {sorted(BACKENDS)}")
-    dtype: str = Field("auto", description="auto (bf16 where the hardware is fast at it), bfloat16, float32")
+    backend: str = Field("auto", description=(
+        "auto (llama.cpp on the CPU where it can run the model, else transformers), transformers or llama.cpp"))
+    dtype: str = Field("auto", description=(
+        "auto (transformers: bf16 where the hardware is fast at it, else fp32; llama.cpp: f16 GGUF), "
+        "bfloat16, float16, float32, or q8_0 (llama.cpp only)"))
     batch_size: int = Field(8, ge=1, description="prompts per generate call in the batched phase")
-    max_new_tokens: int = Field(256, ge=1)
+    max_new_tokens: int | str = Field("auto", description=(
+        "the longest answer in new tokens; auto: what a correct answer in the format needs "
+        "(formats' answer_tokens: hermes 192, pythonic 128, qwen_xml 224, functiongemma 192)"))
     seed: int = Field(42, description="generation seed (greedy decoding does not draw on it)")
 
     @field_validator("backend")
     @classmethod
     def _backend(cls, v: str) -> str:
-        if v not in BACKENDS:
-            raise ValueError(f"unknown backend {v!r}; choose one of {sorted(BACKENDS)}")
+        if v not in choices():
+            raise ValueError(f"unknown backend {v!r}; choose one of {list(choices())}")
         return v
+
+    def resolved_engine(self, loaded: object = None) -> dict[str, str]:
+        """The concrete backend and dtype (`auto` made concrete for this machine and model)."""
+        backend = resolve_backend(self.backend, self.model, self.device, loaded)
+        if loaded is not None:
+            kind = resolve_backend("auto", self.model, self.device, loaded)
+            if backend != kind and backend in ("transformers", "llama.cpp"):
+                raise UserError(f"backend {backend} was asked for, but the model passed in is a {kind} model; "
+                                f"set backend={kind} or auto, or let the run load its own model")
+            if loaded_dtype(loaded):  # what the model passed in runs at is what the run records
+                return {"backend": backend, "dtype": loaded_dtype(loaded)}
+        dtype = resolve_backend_dtype(backend, self.dtype)
+        if backend == "transformers":
+            dtype = str(resolve_dtype(dtype, self.device)).removeprefix("torch.")
+        return {"backend": backend, "dtype": dtype}
+
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _max_new_tokens(cls, v: int | str) -> int | str:
+        if v == "auto":
+            return v
+        if isinstance(v, str) and v.isdigit():
+            v = int(v)
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"max_new_tokens must be a positive number of tokens or auto, not {v!r}")
+        return v
+
+    def answer_cap(self) -> int:
+        """max_new_tokens made concrete: `auto` is the format's answer_tokens."""
+        if self.max_new_tokens != "auto":
+            return int(self.max_new_tokens)
+        return get_format(self.format or default_format(self.model)).answer_tokens
 
     def default_run(self) -> str:
         return self.run or run_name(self.model, self.adapter)
@@ -61,7 +100,9 @@ class GenerationSpec(ModelSpec):
 
 
 class EvalParams(GenerationSpec):
-    merge_adapter: bool = Field(False, description="merge the adapter into the weights before generating")
+    merge_adapter: bool = Field(True, description=(
+        "merge an adapter into the weights before generating (the same model, without the adapter's extra "
+        "matmuls in every layer); llama.cpp always runs the merged model"))
     data: str = Field("suite:everyday_tools", description="suite:NAME (shipped), bfcl:CATEGORY (from the "
                       "bfcl-eval wheel), a samples JSONL/JSON file, or a built dataset: data/<build> (its eval "
                       "split) or data/<build>:train")
@@ -75,8 +116,9 @@ class EvalParams(GenerationSpec):
     latency_requests: int = Field(20, ge=0, description="samples re-run one at a time to time requests")
     strict_strings: bool = Field(False, description="compare strings exactly, not BFCL-normalised")
 
-    def resolved(self) -> EvalParams:
-        """Defaults that depend on other parameters, filled in."""
-        dtype = str(resolve_dtype(self.dtype, self.device)).removeprefix("torch.")
-        return self.model_copy(update={"run": self.default_run(), "out": self.default_out(), "dtype": dtype,
+    def resolved(self, loaded: object = None) -> EvalParams:
+        """Defaults that depend on other parameters (and the machine), filled in; `loaded`: a model
+        the caller already loaded, which decides an `auto` backend."""
+        return self.model_copy(update={"run": self.default_run(), "out": self.default_out(),
+                                       **self.resolved_engine(loaded), "max_new_tokens": self.answer_cap(),
                                        "format": self.format or default_format(self.model)})

@@ -29,8 +29,9 @@ from typing import Any
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
-from common.backends import BACKENDS, Backend, GenerationSettings
+from common.backends import Backend, GenerationSettings
 from common.decoding import CallDecision, call_start_token
+from common.engines import BACKENDS, load_generator
 from common.errors import ArgumentParser, UserError, cli
 from common.evaluation.checker import check_sample
 from common.evaluation.metrics import call_decision, compute_metrics, latency_summary
@@ -47,11 +48,7 @@ from common.jsonio import (
     write_json,
     write_jsonl,
 )
-from common.models import (
-    check_adapter,
-    check_model_name,
-    load_model,
-)
+from common.models import check_adapter, check_model_name
 from common.params import (
     ParamsError,
     add_set_argument,
@@ -93,8 +90,6 @@ def preflight(params: EvalParams, loads_model: bool) -> list[Sample]:
         check_model_name(params.model)
         if params.adapter:
             check_adapter(params.adapter)
-    if params.merge_adapter and not params.adapter:
-        raise UserError("merge_adapter is set but no adapter is given; pass --adapter DIR or drop the merge")
     return samples
 
 
@@ -242,7 +237,7 @@ def evaluate(params: EvalParams, model_and_tokenizer: tuple[Any, Any] | None = N
     that can be checked before a model loads is checked first (`preflight`), and nothing is
     written to the output folder until it passes.
     """
-    params = params.resolved()
+    params = params.resolved(loaded=model_and_tokenizer[0] if model_and_tokenizer else None)
     samples = preflight(params, loads_model=model_and_tokenizer is None)
     with exclusive(Path(params.out)):
         return _evaluate(params, samples, model_and_tokenizer)
@@ -278,9 +273,9 @@ def _evaluate(params: EvalParams, samples: list[Sample], model_and_tokenizer: tu
 
     if any(s.id not in done for s in samples) or any(i not in timed for i in latency_ids):
         t = time.perf_counter()
-        model, tokenizer = model_and_tokenizer or load_model(
-            params.model, adapter=params.adapter, merge=params.merge_adapter, dtype=params.dtype,
-            device=params.device, seed=params.seed)
+        model, tokenizer = model_and_tokenizer or load_generator(
+            params.backend, params.model, adapter=params.adapter, merge=params.merge_adapter, dtype=params.dtype,
+            device=params.device, seed=params.seed, n_seq=params.batch_size)
         save("model_load_s", t)
         gen = GenerationSettings(params.max_new_tokens, params.temperature, params.top_p, params.top_k,
                                  params.repetition_penalty, params.seed)

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.data.build import DataParams, build
 from common.errors import ArgumentParser, cli
+from common.evaluation.report import engine_text
 from common.experiments import steps as ex
 from common.experiments.compare import markdown_table
 from common.experiments.notebooks import execute
@@ -215,7 +216,8 @@ def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: 
         f"`{(ev['provenance']['git']['commit'] or 'unknown')[:10]}`"
         f"{' (uncommitted changes)' if ev['provenance']['git']['dirty'] else ''}.", "",
         f"Model `{tr['model']}`; held-out samples: the first {ev['n_samples']} of the eval split of `{ev['data']}` "
-        f"(drawn with seed {card['params']['eval_seed']}, never trained on); greedy decoding.", "",
+        f"(drawn with seed {card['params']['eval_seed']}, never trained on); greedy decoding by "
+        f"{engine_text(ev.get('generation'))}.", "",
         "## Result", "", *verdict_lines(comp), "",
         markdown_table(comp["table"]),
         "Intervals in the table are Wilson 95% intervals; the figures draw percentile bootstrap intervals.", "",

@@ -80,16 +80,17 @@ def adapter_of(train_results: dict[str, Any]) -> dict[str, Any]:
 
 
 def calibrated_gate(train_results: dict[str, Any], samples: int, no_call_accuracy: float,
-                    dtype: str = "auto", device: str = "cpu") -> dict[str, Any]:
+                    dtype: str = "auto", device: str = "cpu", backend: str = "transformers") -> dict[str, Any]:
     """The run's call gate (`common.evaluation.calibrate`), read from its folder when already chosen
     with the same settings, else chosen now."""
     folder = run_dir(train_results)
     path = folder / "call_gate.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved.get("requested_samples") == samples and saved["target_no_call_accuracy"] == no_call_accuracy:
+        if (saved.get("requested_samples") == samples and saved["target_no_call_accuracy"] == no_call_accuracy
+                and saved.get("backend", "transformers") == backend):
             return saved
-    return calibrate(folder, samples, no_call_accuracy, dtype=dtype, device=device)
+    return calibrate(folder, samples, no_call_accuracy, dtype=dtype, device=device, backend=backend)
 
 
 def save_results(out: str | Path, notebook: str, params: dict[str, Any], metrics: dict[str, Any],
@@ -120,7 +121,8 @@ def train_and_evaluate(*, stage_name: str = "sft", experiment: str, run: str, tr
     if gate_no_call_accuracy is not None:
         ev = eval_params(eval_files, eval_set)
         with stage(f"calibrate the call gate of {run}", mine):
-            gate = calibrated_gate(tr, gate_samples, gate_no_call_accuracy, dtype=ev.dtype, device=ev.device)
+            gate = calibrated_gate(tr, gate_samples, gate_no_call_accuracy, dtype=ev.dtype, device=ev.device,
+                                   backend=ev.backend)
         print(f"    call gate {gate['threshold']:.4f}: on {gate['n']} unused training samples it calls on "
               f"{gate['call_recall']:.0%} of those that need a call and on {1 - gate['no_call_accuracy']:.0%} "
               "of the others", flush=True)

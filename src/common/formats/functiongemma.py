@@ -40,6 +40,7 @@ BARE_END = set(",:{}[]<")
 
 class FunctionGemmaFormat(ToolCallFormat):
     name = "functiongemma"
+    answer_tokens = 192
     native_marker = DECLARATION
     stop_texts = ("<start_function_response>",)
 

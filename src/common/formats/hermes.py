@@ -27,6 +27,7 @@ OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 class HermesFormat(ToolCallFormat):
     name = "hermes"
+    answer_tokens = 192
     native_marker = OPEN
     stop_texts = ("<tool_response>",)
 

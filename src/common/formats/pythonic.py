@@ -40,6 +40,7 @@ JSON_WORDS = {"true": True, "false": False, "null": None}
 
 class PythonicFormat(ToolCallFormat):
     name = "pythonic"
+    answer_tokens = 128
     native_marker = "[func_name1("
 
     def render_calls(self, calls: list[ToolCall]) -> str:

@@ -43,6 +43,7 @@ CALL_START = re.compile(f"{re.escape(OPEN)}|{re.escape(FUNCTION)}")
 
 class QwenXmlFormat(ToolCallFormat):
     name = "qwen_xml"
+    answer_tokens = 224
     native_marker = FUNCTION
     stop_texts = ("<tool_response>",)
 

@@ -1,5 +1,7 @@
-"""Benchmarks that print figures: training speed and memory on this machine.
+"""Benchmarks that print figures: training speed and memory on this machine (`train`), and
+generation speed per backend (`generate`, in `common.evaluation.bench`).
 
+    python -m common.bench generate --adapter runs/quickstart/lora-sft/adapter
     python -m common.training.bench train                      # SmolLM2-135M, 24 steps per configuration
     python -m common.training.bench train --steps 48 --configs before after
     python -m common.training.bench train --model gemma-3-270m --format functiongemma
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ArgumentParser, cli
+from common.evaluation.bench import main as generate_bench
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "before": {"precision": "fp32", "lora_dropout": 0.05, "loss_impl": "trl_fused"},
@@ -86,7 +89,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["train"], help="what to benchmark")
+    parser.add_argument("what", choices=["train", "generate"],
+                        help="what to benchmark (generate: common.evaluation.bench, its own options)")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="model to train")
     parser.add_argument("--format", default=None, help="tool-call format (default: the model's own)")
     parser.add_argument("--data", default="data/offline-default:train", help="training samples")
@@ -98,6 +102,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                         help="configurations to run, in order")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["generate"]:
+        return generate_bench(argv[1:])
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="toolcall-bench-") as tmp:
