@@ -44,6 +44,20 @@ class Generation:
     p_call: float | None = None  # P(the answer starts a call) at the first token (decoding.CallDecision)
 
 
+def stop_rules(tokenizer: Any, stop_texts: tuple[str, ...], eos_ids: Any = ()) -> tuple[list[int], list[str]]:
+    """What ends an answer, shared by every backend: the stop token ids (the tokenizer's eos, the
+    model's own `eos_ids`, the stop texts that are one token) and the stop strings (the stop texts
+    of several tokens, matched on the decoded text)."""
+    vocab = tokenizer.get_vocab()
+    ids = {tokenizer.eos_token_id, *eos_ids, *(vocab[t] for t in stop_texts if t in vocab)} - {None}
+    return sorted(ids), [t for t in stop_texts if t and t not in vocab]
+
+
+def cut_at_stop(text: str, stop_strings: list[str]) -> int | None:
+    """Where the first stop string starts in `text`, or None."""
+    return min((i for i in (text.find(t) for t in stop_strings) if i >= 0), default=None)
+
+
 class Backend(ABC):
     """Constructed as `cls(model, tokenizer, settings, stop_texts=..., logits_processors=...)`;
     a backend that records P(call) (decoding.CallDecision) fills `Generation.p_call`."""
@@ -82,14 +96,10 @@ class TransformersBackend(Backend):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         own = model.generation_config.eos_token_id if model.generation_config is not None else None
-        ids = {tokenizer.eos_token_id, *(own if isinstance(own, list) else [own])} - {None}
-        vocab = tokenizer.get_vocab()
-        ids |= {vocab[t] for t in stop_texts if t in vocab}
         # a stop text of several tokens is matched on the text by generate's stop_strings
-        self.stop_strings = [t for t in stop_texts if t and t not in vocab]
-        if not ids:
+        self.stop_ids, self.stop_strings = stop_rules(tokenizer, stop_texts, own if isinstance(own, list) else [own])
+        if not self.stop_ids:
             raise ValueError("no stop token: the tokenizer has no eos token and no stop text is a token")
-        self.stop_ids = sorted(ids)
 
     def describe(self) -> dict[str, Any]:
         p = next(self.model.parameters())
@@ -135,7 +145,7 @@ class TransformersBackend(Backend):
         while kept and kept[-1] == self.tokenizer.pad_token_id:
             kept = kept[:-1]
         text = self.tokenizer.decode(kept, skip_special_tokens=False)
-        cut = min((i for i in (text.find(t) for t in self.stop_strings) if i >= 0), default=None)
+        cut = cut_at_stop(text, self.stop_strings)
         stopped = stop is not None or cut is not None
         return Generation(text=text if cut is None else text[:cut], prompt_tokens=prompt_tokens,
                           new_tokens=len(kept) + (stop is not None), seconds=seconds,

@@ -18,6 +18,7 @@ cached), with the transformers tokenizer either way (prompts are rendered and to
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from common.backends import Backend, TransformersBackend
@@ -41,6 +42,8 @@ BACKENDS: dict[str, type[Backend]] = {"transformers": TransformersBackend, Llama
 def choices() -> tuple[str, ...]:
     """What `backend` may be set to (a test may register a backend of its own)."""
     return ("auto", *BACKENDS)
+
+
 # model_type values llama.cpp's converter and engine handle (checked: the embedded two)
 LLAMA_CPP_TYPES = {"llama", "gemma3", "gemma3_text", "qwen2", "qwen3", "mistral", "smollm3", "granite"}
 # The GGUF precision `dtype: auto` means for llama.cpp, chosen on the 40-case suite with a fine-tuned
@@ -52,8 +55,8 @@ LLAMA_CPP_DEFAULT_DTYPE = "float16"
 def _model_type(model: str) -> str | None:
     if model in EMBEDDED:
         return "gemma3" if "gemma" in model else "llama"
-    folder = local_path(model)
-    if not folder.is_dir():
+    config = local_path(model) / "config.json"
+    if not local_path(model).is_dir():
         try:  # a hub model in the local cache (offline): its config says
             from huggingface_hub import (
                 try_to_load_from_cache,  # (as transformers: only this path needs it)
@@ -61,10 +64,7 @@ def _model_type(model: str) -> str | None:
             found = try_to_load_from_cache(resolve_hub_id(model), "config.json")
         except Exception:  # noqa: BLE001 - any failure means "unknown here"
             return None
-        if not isinstance(found, str):
-            return None
-        return json.loads(open(found, encoding="utf-8").read()).get("model_type")
-    config = folder / "config.json"
+        config = Path(found) if isinstance(found, str) else config
     if not config.is_file():
         return None
     return json.loads(config.read_text(encoding="utf-8")).get("model_type")

@@ -94,18 +94,20 @@ def convert_checkpoint(hf_dir: Path, out_file: Path, dtype: str = "float32") -> 
 def convert_adapter(adapter_dir: Path, base_dir: Path, out_file: Path, dtype: str = "float32") -> Path:
     """A PEFT LoRA adapter -> a GGUF LoRA (llama.cpp applies it at run time with `--lora`)."""
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    lora_type = "f32" if outtype(dtype) == "f32" else "f16" if outtype(dtype) == "f16" else "bf16"
-    if outtype(dtype) == "q8_0":
-        lora_type = "q8_0"
     _run(LORA_CONVERTER, [str(adapter_dir), "--base", str(base_dir), "--outfile", str(out_file),
-                          "--outtype", lora_type])
+                          "--outtype", outtype(dtype)])
     return out_file
 
 
-def _digest(folder: Path) -> str:
+def _digest(folder: Path, content: bool = True) -> str:
+    """The files of `folder`: their bytes, or (`content=False`) their names, sizes and times."""
     h = hashlib.sha256()
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         h.update(f.relative_to(folder).as_posix().encode())
+        if not content:
+            stat = f.stat()
+            h.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+            continue
         with f.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
@@ -141,7 +143,8 @@ def model_key(model: str, adapter: str | None, dtype: str, seed: int = 0) -> str
     parts = {"model": model, "dtype": outtype(dtype), "seed": seed if model in TINY else None,
              "converter": _converter_version(),
              "adapter": _digest(check_adapter(adapter)) if adapter else None,
-             "model_files": _digest(local_path(model)) if local_path(model).is_dir() else None}
+             # a local model may be gigabytes, read at every load: its files' stats stand for it
+             "model_files": _digest(local_path(model), content=False) if local_path(model).is_dir() else None}
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(model).name)[:48]
     return f"{slug}-{outtype(dtype)}-{hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]}"
 

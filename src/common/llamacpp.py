@@ -35,7 +35,13 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from common.backends import Backend, Generation, GenerationSettings
+from common.backends import (
+    Backend,
+    Generation,
+    GenerationSettings,
+    cut_at_stop,
+    stop_rules,
+)
 from common.decoding import CallDecision
 from common.errors import UserError
 
@@ -100,15 +106,15 @@ class LlamaCppModel:
         self.batch = lc.llama_batch_init(p.n_batch, 0, 1)
         self.n_seq, self.n_ctx_seq, self.n_batch = n_seq, n_ctx_seq, p.n_batch
 
-    def ensure(self, n_seq: int, tokens: int) -> None:
-        """A context that holds `n_seq` sequences of `tokens` tokens each."""
-        if n_seq <= self.n_seq and tokens <= self.n_ctx_seq:
+    def ensure(self, tokens: int) -> None:
+        """A context whose sequences hold `tokens` tokens each."""
+        if tokens <= self.n_ctx_seq:
             return
         if tokens > self.n_ctx_train:
             raise UserError(f"a prompt plus its answer needs {tokens} tokens, more than the model's "
                             f"{self.n_ctx_train}; shorten the prompt or lower max_new_tokens")
         size = min(self.n_ctx_train, max(self.n_ctx_seq, 1 << (tokens - 1).bit_length()))
-        self.open(max(n_seq, self.n_seq), size)
+        self.open(self.n_seq, size)
 
     def close_context(self) -> None:
         if self.batch is not None:
@@ -177,10 +183,7 @@ class LlamaCppBackend(Backend):
             tokenizer.pad_token = tokenizer.eos_token
         # the stop set TransformersBackend uses: the tokenizer's eos, the model's generation config's
         # (LlamaCppModel.info, read by engines.load_generator) and the stop texts that are tokens
-        vocab = tokenizer.get_vocab()
-        ids = {tokenizer.eos_token_id, *model.info.get("eos_token_ids", []), *(vocab[t] for t in stop_texts if t in vocab)}
-        self.stop_ids = sorted(ids - {None})
-        self.stop_strings = [t for t in stop_texts if t and t not in vocab]
+        self.stop_ids, self.stop_strings = stop_rules(tokenizer, stop_texts, model.info.get("eos_token_ids", []))
         s = settings
         before = [RepetitionPenaltyLogitsProcessor(s.repetition_penalty)] if s.repetition_penalty != 1.0 else []
         warpers = [] if s.greedy else [TemperatureLogitsWarper(s.temperature),
@@ -205,7 +208,7 @@ class LlamaCppBackend(Backend):
             self.call_probe.reset()
         generator = torch.Generator().manual_seed(s.seed)
         start = time.perf_counter()
-        m.ensure(min(len(rows), max(m.n_seq, 1)), max(map(len, rows)) + s.max_new_tokens)
+        m.ensure(max(map(len, rows)) + s.max_new_tokens)
         out: list[Generation | None] = [None] * len(rows)
         p_calls: list[float | None] = [None] * len(rows)
         for first in range(0, len(rows), m.n_seq):
@@ -264,6 +267,6 @@ class LlamaCppBackend(Backend):
     def _decode(self, new: list[int], prompt_tokens: int, reason: str) -> Generation:
         kept = new[:-1] if new[-1] in self.stop_ids else new
         text = self.tokenizer.decode(kept, skip_special_tokens=False)
-        cut = min((i for i in (text.find(t) for t in self.stop_strings) if i >= 0), default=None)
+        cut = cut_at_stop(text, self.stop_strings)
         return Generation(text=text if cut is None else text[:cut], prompt_tokens=prompt_tokens,
                           new_tokens=len(new), seconds=0.0, finish_reason=reason)

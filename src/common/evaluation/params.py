@@ -68,8 +68,9 @@ class GenerationSpec(ModelSpec):
             if backend != kind and backend in ("transformers", "llama.cpp"):
                 raise UserError(f"backend {backend} was asked for, but the model passed in is a {kind} model; "
                                 f"set backend={kind} or auto, or let the run load its own model")
-            if loaded_dtype(loaded):  # what the model passed in runs at is what the run records
-                return {"backend": backend, "dtype": loaded_dtype(loaded)}
+            dtype = loaded_dtype(loaded)
+            if dtype:  # what the model passed in runs at is what the run records
+                return {"backend": backend, "dtype": dtype}
         dtype = resolve_backend_dtype(backend, self.dtype)
         if backend == "transformers":
             dtype = str(resolve_dtype(dtype, self.device)).removeprefix("torch.")

@@ -29,10 +29,11 @@ from common.gguf_convert import (
     convert_adapter,
     convert_checkpoint,
     missing_converter,
+    outtype,
 )
 from common.jsonio import read_json, write_json
 from common.llamacpp import engine, missing_engine
-from common.models import EMBEDDED, converted_dir, load_tokenizer
+from common.models import load_tokenizer
 from common.provenance import local_path, portable_path, provenance
 from common.sources import load_data
 
@@ -139,12 +140,9 @@ def export(run: str | Path, quant: str = "q8_0", out: str | Path | None = None, 
             convert_checkpoint(source, model_file, QUANTS[quant])
         files["model"] = model_file.name
         if adapter and adapter_gguf:
-            lora_type = "f32" if quant == "f32" else "f16" if quant in ("f16", "q4_k_m") else quant
-            base_dir = (converted_dir(base) if base in EMBEDDED
-                        else checkpoint_dir(base, Path(tmp) / "base"))
-            lora_file = folder / f"adapter-{lora_type}.gguf"
-            convert_adapter(local_path(adapter), base_dir, lora_file,
-                            {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "q8_0": "q8_0"}[lora_type])
+            lora_dtype = QUANTS[quant] or "float16"  # q4_k_m's LoRA stays f16: the converter has no k-quants
+            lora_file = folder / f"adapter-{outtype(lora_dtype)}.gguf"
+            convert_adapter(local_path(adapter), checkpoint_dir(base, Path(tmp) / "base"), lora_file, lora_dtype)
             files["adapter"] = lora_file.name
         shutil.rmtree(Path(tmp) / "merged", ignore_errors=True)
     fmt = get_format(r["format"])
