@@ -28,7 +28,7 @@ from common.training.preferences import (
 )
 from common.training.run_folder import prepare_out, resolve
 from common.training.sft import train_sft
-from common.training.trainers import CompletionSFTTrainer, changed_parameters
+from common.training.trainers import COMPILE_MIN_TOKENS, CompletionSFTTrainer, changed_parameters, compile_layers
 from common.training.training_data import TrainingDataError, completion_text, sft_rows
 
 TINY = ("tiny-random-llama", "tiny-random-gemma3")
@@ -164,6 +164,65 @@ def test_decision_weight_adds_the_first_answer_tokens_loss(tmp_path, samples):
         evaluated = trainer.compute_loss(trainer.model, dict(batch))
     assert torch.allclose(weighted, plain + 4 * first_loss / n, rtol=1e-4)
     assert torch.allclose(evaluated, plain, rtol=1e-4)
+
+
+# -- the fast path: compiled layers --------------------------------------------------------------
+def lora_loss_and_grads(samples, compile_setting):
+    """One training step's loss and LoRA gradients on a padded batch of three samples, fp32."""
+    from datasets import Dataset
+    from peft import get_peft_model
+    from trl import SFTConfig
+
+    from common.training.trainers import lora_config
+    model, tok = load_model("tiny-random-llama", dtype="float32", seed=0)
+    model = get_peft_model(model, lora_config(8, 16, 0.0, "all"))
+    torch.manual_seed(0)  # PEFT starts lora_B at zero: give it values so every gradient is non-trivial
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.02)
+    decision = compile_layers(model, compile_setting, "cpu", "lora")
+    enc = sft_rows(samples[:3], get_format("hermes"), tok, 4096)
+    ds = Dataset.from_list([{k: r[k] for k in ("input_ids", "completion_mask")} for r in enc.rows])
+    args = SFTConfig(output_dir="unused", per_device_train_batch_size=3, use_cpu=True, report_to=[],
+                     completion_only_loss=True, max_length=4096)
+    trainer = CompletionSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                                   decision_weight=3.0)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.train()
+    loss = trainer.compute_loss(trainer.model, dict(batch))
+    loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return decision, loss.detach(), grads
+
+
+@pytest.mark.slow
+def test_compiled_layers_give_the_eager_loss_and_gradients(samples):
+    """The fast path (each decoder layer torch.compiled) computes what the reference path
+    (eager, fp32) computes: the loss within 1e-5 relative, every LoRA gradient within 1e-4
+    relative + 1e-6 absolute (fused kernels reorder float additions, nothing more)."""
+    eager_decision, eager_loss, eager_grads = lora_loss_and_grads(samples, "off")
+    fast_decision, fast_loss, fast_grads = lora_loss_and_grads(samples, "on")
+    assert not eager_decision["compile"] and fast_decision["compile"] and fast_decision["layers"] == 2
+    assert torch.allclose(fast_loss, eager_loss, rtol=1e-5, atol=0), (fast_loss, eager_loss)
+    assert fast_grads.keys() == eager_grads.keys() and len(fast_grads) == 2 * 7 * 2
+    for name, g in eager_grads.items():
+        assert g.abs().max() > 0, name
+        assert torch.allclose(fast_grads[name], g, rtol=1e-4, atol=1e-6), name
+
+
+def test_compile_auto_stays_off_where_it_cannot_pay_or_is_unmeasured():
+    model, _ = load_model("tiny-random-llama", dtype="float32", seed=0)
+    assert not compile_layers(model, "auto", "cpu", "lora", COMPILE_MIN_TOKENS - 1)["compile"]
+    assert not compile_layers(model, "auto", "cuda", "lora", 10 * COMPILE_MIN_TOKENS)["compile"]
+    assert not compile_layers(model, "auto", "cpu", "full", 10 * COMPILE_MIN_TOKENS)["compile"]
+    assert not compile_layers(model, "off", "cpu", "lora", 10 * COMPILE_MIN_TOKENS)["compile"]
+
+
+def test_a_short_run_records_that_it_did_not_compile(tmp_path, data_file):
+    results = train_sft(sft_params(tmp_path, data_file, max_steps=1, eval_limit=0))
+    assert results["compile"]["compile"] is False and "tokens to train on" in results["compile"]["reason"]
+    t = results["throughput"]
+    assert t["first_step_seconds"] > 0 and t["steps"] == 1
 
 
 # -- what training changes -------------------------------------------------------------------

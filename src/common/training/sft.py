@@ -18,6 +18,7 @@ from common.training.run_folder import begin, finish_run, start_tracking
 from common.training.trainers import (
     CompletionSFTTrainer,
     HistoryFile,
+    compile_layers,
     lora_config,
     run_trainer,
     training_arguments,
@@ -67,12 +68,17 @@ def train_sft(params: SFTParams | dict[str, Any], callbacks: list[Any] = ()) -> 
                                                                 p.target_modules),
         callbacks=[HistoryFile(out / "history.jsonl"), *callbacks], cpu_autocast=cpu_autocast,
         own_loss=p.loss_impl == "completion_logits", decision_weight=p.decision_weight)
+    planned = (train.tokens * p.epochs if not p.max_steps else
+               p.max_steps * p.batch_size * p.gradient_accumulation_steps * world * train.tokens / len(train.rows))
+    compiled = compile_layers(trainer.model, p.compile, device, p.method, int(planned))
     print(f"[train] sft {p.method} of {p.model} on {len(train.rows)} sequences ({train.tokens:,} tokens), "
-          f"{steps} steps, {device}/{precision}{' (autocast)' if cpu_autocast else ''}, into {out}"
+          f"{steps} steps, {device}/{precision}{' (autocast)' if cpu_autocast else ''}"
+          f"{', compiled layers' if compiled['compile'] else ''}, into {out}"
           + (f"; resuming from {Path(checkpoint).name}" if checkpoint else ""), flush=True)
     throughput = run_trainer(trainer, checkpoint)
     extra = {"data": {"train": train.summary(), "eval": evals.summary() if evals else None},
-             "precision": precision, "device": device, "cpu_autocast": cpu_autocast}
+             "precision": precision, "device": device, "cpu_autocast": cpu_autocast,
+             "compile": compiled}
     results = finish_run(trainer, p, "sft", out, tokenizer, tracker, throughput, extra)
     if not results:
         return {}
