@@ -1,6 +1,6 @@
 """The main job: data -> untrained model -> LoRA SFT -> fine-tuned model -> comparison, on the CPU.
 
-    python -m common.experiments.quickstart params/quickstart.yaml          # make quickstart (77 min measured, 2 cores)
+    python -m common.experiments.quickstart params/quickstart.yaml          # make quickstart (86 min measured, 2 AVX2 cores)
     python -m common.experiments.quickstart params/quickstart.yaml params/quickstart_qwen3_4b.yaml   # Qwen3-4B, a GPU
 
 Stages, each printed with its wall time (1, 2 and 3-4 each in a new Python process), each

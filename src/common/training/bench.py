@@ -29,6 +29,12 @@ Padding-free packing is not among them: with the CPU's attention kernels (sdpa,
 eager) packed sequences attend to each other, so it is only offered with
 flash-attention on a GPU (see `train.py`).
 
+Each invocation also measures the machine's fp32 matmul GFLOP/s and prints the bound it sets:
+LoRA costs at least 4 FLOPs per frozen decoder weight per token (the forward, and the
+backward's input gradient; the frozen weights' own gradients are not computed), before
+attention, LoRA's own products and the head. Results: `<out>/train.json` and
+`<out>/README.md` (default reports/bench/train).
+
 Figures are timings: run them with the cores to themselves.
 """
 
@@ -43,7 +49,10 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ArgumentParser, cli
+from common.evaluation.bench import machine_bounds
 from common.evaluation.bench import main as generate_bench
+from common.jsonio import write_json
+from common.provenance import provenance, reports_root
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "before": {"precision": "fp32", "lora_dropout": 0.05, "loss_impl": "trl_fused", "compile": "off"},
@@ -73,12 +82,28 @@ def train_config(name: str, args: argparse.Namespace, out: Path) -> dict[str, An
     losses = [r["loss"] for r in history if "loss" in r]
     evals = [r["eval_loss"] for r in history if "eval_loss" in r]
     t = results["throughput"]
-    return {"config": name, "tokens_per_s": t.get("tokens_per_s_after_first_step") or t["tokens_per_s"],
+    if not t.get("tokens_per_s_after_first_step"):
+        raise RuntimeError(f"configuration {name} has no steady pace (one step, or no tokens counted); "
+                           "run --steps 2 or more")
+    return {"config": name, "tokens_per_s": t["tokens_per_s_after_first_step"],
             "tokens_per_s_with_first_step": t["tokens_per_s"], "first_step_s": t.get("first_step_seconds"),
             "tokens": t["tokens"], "steps": t["steps"], "seconds": t["seconds"], "peak_rss_mb": t["peak_rss_mb"],
             "train_loss_last5": sum(losses[-5:]) / len(losses[-5:]),
             "eval_loss": evals[-1] if evals else None, "precision": results["precision"],
             "cpu_autocast": results["cpu_autocast"], "compiled": results.get("compile", {}).get("compile", False)}
+
+
+def decoder_weights(model: str) -> int:
+    """The decoder layers' projection weights (q, k, v, o and the MLP's three) of `model`."""
+    from transformers import AutoConfig
+
+    from common.models import from_pretrained
+    c = from_pretrained(AutoConfig, model)
+    c = getattr(c, "text_config", c)
+    heads, kv = c.num_attention_heads, getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    attention = c.hidden_size * head_dim * (2 * heads + 2 * kv)
+    return c.num_hidden_layers * (attention + 3 * c.hidden_size * c.intermediate_size)
 
 
 def results_history(folder: Path) -> list[dict[str, Any]]:
@@ -93,7 +118,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         precision = (r["precision"] + (" autocast" if r["cpu_autocast"] else "")
                      + (", compiled" if r.get("compiled") else ""))
         lines.append(f"| {r['config']} | {r['tokens_per_s']:.0f} | {r['tokens_per_s'] / rows[0]['tokens_per_s']:.2f} "
-                     f"| {r['first_step_s']} | {r['tokens']:,} | {r['steps']} | {r['seconds']:.0f} | "
+                     f"| {r['first_step_s']:.1f} | {r['tokens']:,} | {r['steps']} | {r['seconds']:.0f} | "
                      f"{r['peak_rss_mb']:,} | {r['train_loss_last5']:.3f} | "
                      f"{'n/a' if r['eval_loss'] is None else format(r['eval_loss'], '.3f')} | {precision} |")
     return "\n".join(lines)
@@ -111,23 +136,39 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--eval-samples", type=int, default=16, help="held-out samples in the eval loss")
     parser.add_argument("--steps", type=int, default=24, help="optimizer steps (= sequences) per configuration")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--configs", nargs="*", default=["eager", "compiled"], choices=sorted(CONFIGS),
+    parser.add_argument("--configs", nargs="+", default=["eager", "compiled"], choices=sorted(CONFIGS),
                         help="configurations to run, in order; ratios are to the first")
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--out", default=str(reports_root() / "bench" / "train"),
+                        help="where train.json and README.md go")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["generate"]:
         return generate_bench(argv[1:])
     args = parser.parse_args(argv)
+    print("[bench] measuring the machine's bounds", flush=True)
+    bounds = machine_bounds()
+    weights = decoder_weights(args.model)
+    bound = bounds["matmul_gflops"] * 1e9 / (4 * weights)
     rows = []
     with tempfile.TemporaryDirectory(prefix="toolcall-bench-") as tmp:
         for name in args.configs:
             print(f"[bench] {name}: {CONFIGS[name] or 'the default CPU configuration'}", flush=True)
             rows.append(train_config(name, args, Path(tmp)))
             print(f"[bench] {name}: {rows[-1]['tokens_per_s']:.0f} tokens/s", flush=True)
-    print(table(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    text = (f"# Training benchmark\n\nLoRA SFT of {args.model} ({args.format or 'its own format'}), {args.steps} "
+            f"sequences of {args.data}, batch 1, one per step; eval loss on {args.eval_samples} samples of "
+            f"{args.eval_data} after the last step. Machine: {bounds['matmul_gflops']} GFLOP/s fp32 matmul, so "
+            f"at most **{bound:.0f} tokens/s** in fp32 (4 FLOPs x {weights / 1e6:.1f}M frozen decoder weights per "
+            f"token, before attention, LoRA and the head).\n\n{table(rows)}\n\n"
+            f"tokens/s: the steady pace after the first step; x {rows[0]['config']}: the ratio to the first "
+            f"configuration, measured in this one invocation.\n")
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "train.json", {"args": {k: v for k, v in vars(args).items() if k != "debug"},
+                                     "bounds": {**bounds, "decoder_weights": weights, "fp32_tokens_per_s": round(bound)},
+                                     "rows": rows, "provenance": provenance()})
+    (out / "README.md").write_text(text, encoding="utf-8")
     return rows
 
 

@@ -99,10 +99,16 @@ class SFTParams(TrainParams):
         "plain loss. The logged train loss is the weighted one; the eval loss stays plain"))
     compile: Literal["auto", "on", "off"] = Field(
         "auto", description="torch.compile of each decoder layer (one graph shared by all layers, any length): "
-        "auto: on for LoRA on the CPU when a C++ compiler is there (measured 1.1-1.2x, ~1 min to compile), "
-        "else off")
+        "auto: on for LoRA on the CPU when the run trains on >= 100k tokens and torch finds its C++ compiler "
+        "(measured 1.1-1.2x, ~1 min to compile), else off; on / off (true / false) force it")
     packing: bool = Field(False, description="padding-free packing (TRL's bfd) into max_length rows; "
                           "needs flash-attention (GPU)")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_words(cls, v: Any) -> Any:
+        """YAML reads `on`/`off` (and `true`/`false`) as booleans: take them as meant."""
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _decision_weight(self) -> SFTParams:

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
 import shutil
 import time
@@ -143,11 +142,19 @@ class HistoryFile(TrainerCallback):
 
 
 def cxx_compiler() -> str | None:
-    """The C++ compiler torch.compile's CPU backend (inductor) would build its kernels with."""
-    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
+    """The C++ compiler torch.compile's CPU backend (inductor) builds its kernels with, when it
+    is there with Python's headers (the kernels include Python.h); None otherwise. Asked of
+    torch itself ($CXX, else g++ on Linux), not guessed."""
+    import sysconfig
+
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    try:
+        compiler = get_cpp_compiler()
+    except Exception:  # torch raises its own error types when the search fails
+        return None
+    found = shutil.which(compiler) if compiler else None
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").is_file()
+    return found if found and headers else None
 
 
 # `compile: auto` compiles when a run is long enough to pay the compile back: ~60 s on 2 cores the
@@ -181,11 +188,11 @@ def compile_layers(model: torch.nn.Module, setting: str, device: str, method: st
             return {"compile": False, "reason": f"auto: {planned_tokens:,} tokens to train on, under the "
                                                f"{COMPILE_MIN_TOKENS:,} where compiling pays for itself"}
         if cxx_compiler() is None:
-            return {"compile": False, "reason": "auto: no C++ compiler for torch.compile's CPU kernels (install "
-                                               "g++, or set CXX)"}
+            return {"compile": False, "reason": "auto: no C++ compiler (with Python's headers) for torch.compile's "
+                                               "CPU kernels (install g++ and python3-dev, or set CXX)"}
     elif device == "cpu" and cxx_compiler() is None:
-        raise RuntimeError("compile: on needs a C++ compiler for torch.compile's CPU kernels; install g++ (or set "
-                           "CXX), or set compile: off")
+        raise RuntimeError("compile: on needs a C++ compiler (with Python's headers) for torch.compile's CPU "
+                           "kernels; install g++ and python3-dev (or set CXX), or set compile: off")
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     kinds = set(getattr(base, "_no_split_modules", None) or ())
     layers = [m for m in model.modules() if type(m).__name__ in kinds]
@@ -263,7 +270,7 @@ class Throughput:
             # the steady pace: after the first step, whose one-off costs the line above includes
             # (eval-loss passes all come after the first step)
             rest_s, rest_tokens = seconds - (first.at - self.start) - evals, tokens - first.tokens
-            out["first_step_seconds"] = round(first.at - self.start, 1)
+            out["first_step_seconds"] = round(first.at - self.start, 3)
             out["tokens_per_s_after_first_step"] = (round(rest_tokens / rest_s, 1)
                                                     if rest_tokens > 0 and rest_s > 0 else None)
         if torch.cuda.is_available():
