@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 from common.errors import UserError
 from common.formats import get_format
 from common.models import load_model, load_tokenizer
-from common.params import ParamsError, load_params
+from common.params import ParamsError, load_params, parse_overrides
 from common.samples import write_samples
 from common.sources import load_data
 from common.training.cli import main as train_main
@@ -28,7 +28,6 @@ from common.training.preferences import (
 )
 from common.training.run_folder import prepare_out, resolve
 from common.training.sft import train_sft
-from common.params import parse_overrides
 from common.training.trainers import (
     COMPILE_MIN_TOKENS,
     CompletionSFTTrainer,

@@ -48,10 +48,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoConfig
+
 from common.errors import ArgumentParser, cli
 from common.evaluation.bench import machine_bounds
 from common.evaluation.bench import main as generate_bench
 from common.jsonio import write_json
+from common.models import from_pretrained
 from common.provenance import provenance, reports_root
 
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -95,9 +98,6 @@ def train_config(name: str, args: argparse.Namespace, out: Path) -> dict[str, An
 
 def decoder_weights(model: str) -> int:
     """The decoder layers' projection weights (q, k, v, o and the MLP's three) of `model`."""
-    from transformers import AutoConfig
-
-    from common.models import from_pretrained
     c = from_pretrained(AutoConfig, model)
     c = getattr(c, "text_config", c)
     heads, kv = c.num_attention_heads, getattr(c, "num_key_value_heads", None) or c.num_attention_heads
@@ -111,8 +111,8 @@ def results_history(folder: Path) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"| config | tokens/s | x {rows[0]['config']} | first step s | tokens | steps | wall s | peak RSS MB | "
-             "train loss (last 5) | eval loss | precision |",
+    lines = [(f"| config | tokens/s | x {rows[0]['config']} | first step s | tokens | steps | wall s | peak RSS MB | "
+              "train loss (last 5) | eval loss | precision |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         precision = (r["precision"] + (" autocast" if r["cpu_autocast"] else "")

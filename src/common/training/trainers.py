@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import resource
 import shutil
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -145,12 +146,11 @@ def cxx_compiler() -> str | None:
     """The C++ compiler torch.compile's CPU backend (inductor) builds its kernels with, when it
     is there with Python's headers (the kernels include Python.h); None otherwise. Asked of
     torch itself ($CXX, else g++ on Linux), not guessed."""
-    import sysconfig
-
+    # imported here: inductor is heavy and only a run that may compile needs it
     from torch._inductor.cpp_builder import get_cpp_compiler
     try:
         compiler = get_cpp_compiler()
-    except Exception:  # torch raises its own error types when the search fails
+    except (RuntimeError, OSError):  # torch's InvalidCxxCompiler is a RuntimeError
         return None
     found = shutil.which(compiler) if compiler else None
     headers = Path(sysconfig.get_paths()["include"], "Python.h").is_file()
