@@ -120,19 +120,26 @@ def test_sequences_over_max_length_are_dropped_and_counted(samples):
         sft_rows(samples, get_format("hermes"), tok, max_length=20)
 
 
+def one_batch_trainer(model, tok, samples, out, **trainer_kw):
+    """A `CompletionSFTTrainer` over `samples` as one padded batch (TRL's collator), and that
+    batch; the model in training mode."""
+    from datasets import Dataset
+    from trl import SFTConfig
+    enc = sft_rows(samples, get_format("hermes"), tok, 4096)
+    ds = Dataset.from_list([{k: r[k] for k in ("input_ids", "completion_mask")} for r in enc.rows])
+    args = SFTConfig(output_dir=str(out), per_device_train_batch_size=len(samples), use_cpu=True, report_to=[],
+                     completion_only_loss=True, max_length=4096)
+    trainer = CompletionSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, **trainer_kw)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.train()
+    return trainer, batch
+
+
 @pytest.mark.slow
 def test_completion_logits_loss_equals_trls_loss(tmp_path, samples):
     """The fast loss is the same number as TRL's fused one, on a padded batch."""
-    from datasets import Dataset
-    from trl import SFTConfig
     model, tok = load_model("tiny-random-llama", dtype="float32")
-    enc = sft_rows(samples[:4], get_format("hermes"), tok, 4096)
-    ds = Dataset.from_list([{k: r[k] for k in ("input_ids", "completion_mask")} for r in enc.rows])
-    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, use_cpu=True, report_to=[],
-                     completion_only_loss=True, max_length=4096)
-    trainer = CompletionSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
-    batch = next(iter(trainer.get_train_dataloader()))
-    trainer.model.train()
+    trainer, batch = one_batch_trainer(model, tok, samples[:4], tmp_path)
     with torch.no_grad():
         ours = trainer.compute_loss(trainer.model, dict(batch))
         trainer.own_loss = False
@@ -145,17 +152,8 @@ def test_decision_weight_adds_the_first_answer_tokens_loss(tmp_path, samples):
     """With weight w, the train loss is the plain loss plus (w - 1) x each row's first-token
     loss over the token count; the eval loss stays the plain loss."""
     import torch.nn.functional as F
-    from datasets import Dataset
-    from trl import SFTConfig
     model, tok = load_model("tiny-random-llama", dtype="float32")
-    enc = sft_rows(samples[:3], get_format("hermes"), tok, 4096)
-    ds = Dataset.from_list([{k: r[k] for k in ("input_ids", "completion_mask")} for r in enc.rows])
-    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=3, use_cpu=True, report_to=[],
-                     completion_only_loss=True, max_length=4096)
-    trainer = CompletionSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                                   decision_weight=5.0)
-    batch = next(iter(trainer.get_train_dataloader()))
-    trainer.model.train()
+    trainer, batch = one_batch_trainer(model, tok, samples[:3], tmp_path, decision_weight=5.0)
     with torch.no_grad():
         weighted = trainer.compute_loss(trainer.model, dict(batch))
         trainer.decision_weight = 1.0
@@ -175,9 +173,7 @@ def test_decision_weight_adds_the_first_answer_tokens_loss(tmp_path, samples):
 # -- the fast path: compiled layers --------------------------------------------------------------
 def lora_loss_and_grads(samples, compile_setting, out):
     """One training step's loss and LoRA gradients on a padded batch of three samples, fp32."""
-    from datasets import Dataset
     from peft import get_peft_model
-    from trl import SFTConfig
 
     from common.training.trainers import lora_config
     model, tok = load_model("tiny-random-llama", dtype="float32", seed=0)
@@ -187,14 +183,7 @@ def lora_loss_and_grads(samples, compile_setting, out):
         if "lora_B" in name:
             p.data.normal_(0, 0.02)
     decision = compile_layers(model, compile_setting, "cpu", "lora")
-    enc = sft_rows(samples[:3], get_format("hermes"), tok, 4096)
-    ds = Dataset.from_list([{k: r[k] for k in ("input_ids", "completion_mask")} for r in enc.rows])
-    args = SFTConfig(output_dir=str(out), per_device_train_batch_size=3, use_cpu=True, report_to=[],
-                     completion_only_loss=True, max_length=4096)
-    trainer = CompletionSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                                   decision_weight=3.0)
-    batch = next(iter(trainer.get_train_dataloader()))
-    trainer.model.train()
+    trainer, batch = one_batch_trainer(model, tok, samples[:3], out, decision_weight=3.0)
     loss = trainer.compute_loss(trainer.model, dict(batch))
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}

@@ -235,13 +235,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             f"{len(samples)} prompts of {args.data} ({fmt.name}), greedy, at most {args.max_new_tokens} new "
             f"tokens, batch {args.batch}. Machine bounds: {bounds['matmul_gflops']} GFLOP/s fp32 matmul, "
             f"{bounds['copy_gbps']} GB/s copy.\n\n{table(rows)}\n\n{ratios(rows)}\n")
+    save_bench(args, "generate", text, {"bounds": bounds, "rows": rows})
+    return rows
+
+
+def save_bench(args: argparse.Namespace, name: str, text: str, results: dict[str, Any]) -> None:
+    """Print a benchmark's report `text` and keep it: `<args.out>/<name>.json` (its arguments,
+    `results` and provenance) and `<args.out>/README.md`."""
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "generate.json", {"args": {k: v for k, v in vars(args).items() if k != "debug"},
-                                        "bounds": bounds, "rows": rows, "provenance": provenance()})
+    write_json(out / f"{name}.json", {"args": {k: v for k, v in vars(args).items() if k != "debug"},
+                                      **results, "provenance": provenance()})
     (out / "README.md").write_text(text, encoding="utf-8")
-    return rows
 
 
 if __name__ == "__main__":

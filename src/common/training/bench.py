@@ -51,11 +51,10 @@ from typing import Any
 from transformers import AutoConfig
 
 from common.errors import ArgumentParser, cli
-from common.evaluation.bench import machine_bounds
+from common.evaluation.bench import machine_bounds, save_bench
 from common.evaluation.bench import main as generate_bench
-from common.jsonio import write_json
 from common.models import from_pretrained
-from common.provenance import provenance, reports_root
+from common.provenance import reports_root
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "before": {"precision": "fp32", "lora_dropout": 0.05, "loss_impl": "trl_fused", "compile": "off"},
@@ -162,13 +161,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             f"token, before attention, LoRA and the head).\n\n{table(rows)}\n\n"
             f"tokens/s: the steady pace after the first step; x {rows[0]['config']}: the ratio to the first "
             f"configuration, measured in this one invocation.\n")
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "train.json", {"args": {k: v for k, v in vars(args).items() if k != "debug"},
-                                     "bounds": {**bounds, "decoder_weights": weights, "fp32_tokens_per_s": round(bound)},
-                                     "rows": rows, "provenance": provenance()})
-    (out / "README.md").write_text(text, encoding="utf-8")
+    save_bench(args, "train", text, {"bounds": {**bounds, "decoder_weights": weights,
+                                                 "fp32_tokens_per_s": round(bound)}, "rows": rows})
     return rows
 
 

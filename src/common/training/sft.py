@@ -68,8 +68,7 @@ def train_sft(params: SFTParams | dict[str, Any], callbacks: list[Any] = ()) -> 
                                                                 p.target_modules),
         callbacks=[HistoryFile(out / "history.jsonl"), *callbacks], cpu_autocast=cpu_autocast,
         own_loss=p.loss_impl == "completion_logits", decision_weight=p.decision_weight)
-    planned = (train.tokens * p.epochs if not p.max_steps else
-               p.max_steps * p.batch_size * p.gradient_accumulation_steps * world * train.tokens / len(train.rows))
+    planned = steps * p.batch_size * p.gradient_accumulation_steps * world * train.tokens / len(train.rows)
     compiled = compile_layers(trainer.model, p.compile, device, p.method, int(planned))
     print(f"[train] sft {p.method} of {p.model} on {len(train.rows)} sequences ({train.tokens:,} tokens), "
           f"{steps} steps, {device}/{precision}{' (autocast)' if cpu_autocast else ''}"
