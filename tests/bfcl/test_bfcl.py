@@ -231,6 +231,11 @@ def test_the_cli_generates_resumes_and_scores_with_a_tiny_model(tmp_path, monkey
     lines = [json.loads(x) for x in (out / "agreement.jsonl").read_text().splitlines()]
     assert [r["id"] for r in lines] == ["simple_python_0", "simple_python_1", "irrelevance_0", "irrelevance_1"]
     assert results["metrics"]["bfcl"]["agreement"] == sum(r["agree"] for r in lines) / 4
+    verdict_rows = [json.loads(x) for x in (out / "verdicts.jsonl").read_text().splitlines()]
+    for category in ("simple_python", "irrelevance"):  # answers that parse and make no call, stricter than BFCL
+        rows = [r for r in verdict_rows if r["id"].startswith(category)]
+        clean = sum(not r["output_names"] and r["parse_error"] is None for r in rows) / len(rows)
+        assert results["metrics"]["bfcl"]["per_category"][category]["parse_valid_no_call"] == clean
     assert "Agreement with BFCL's checker" in (out / "README.md").read_text()
     # a rerun generates nothing new and rescoring gives the same results
     before = (out / "simple_python" / "predictions.jsonl").read_text()

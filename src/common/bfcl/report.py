@@ -104,6 +104,10 @@ def score(out: str | Path) -> dict[str, Any]:
             "n": len(rows), "bfcl_correct": correct, "bfcl_accuracy": correct / len(rows) if rows else None,
             "bfcl_accuracy_ci95": proportion_ci(correct, len(rows)),
             "project_accuracy": share(agreed, "project_correct"),
+            # BFCL counts a malformed call as "no call" on irrelevance; this is the stricter share:
+            # answers that parse and make no call
+            "parse_valid_no_call": (sum(not v.output_names and v.parse_error is None for v in vs) / len(vs)
+                                    if vs else None),
             "agreement": share(agreed, "agree"),
             "disagreements": sum(not r["agree"] for r in agreed),
             "bfcl_error_types": dict(Counter(r["bfcl_error_type"] for r in agreed if not r["bfcl_valid"])

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from common import bfcl_data
 from common.bfcl_data import normalize_request
 from common.data import catalog as catalog_mod
-from common.data import datacard, quality
+from common.data import datacard, live, quality
 from common.data.composio import fetch_toolkits
 from common.data.scenarios import SCENARIOS, SampleWriter, essential_tools
 from common.errors import ArgumentParser, cli
@@ -42,8 +42,7 @@ from common.samples import Sample
 from common.secrets import check_env_name
 from common.sources import load_split
 
-LIVE_SCENARIO = {"live_simple": "single", "live_multiple": "single", "live_parallel": "parallel",
-                 "live_parallel_multiple": "parallel", "live_irrelevance": "no_tool"}
+LIVE_SCENARIO = live.LIVE_SCENARIO
 
 
 class DataParams(BaseModel):
@@ -76,11 +75,26 @@ class DataParams(BaseModel):
     tokenizer: str = "smollm2-135m-instruct"
     format: str = "hermes"
     # mix
-    mix: Literal["balanced", "generic"] = "balanced"
+    mix: Literal["balanced", "generic", "live"] = Field(
+        "balanced", description="balanced / generic: written requests per catalog toolkit (+ real ones up to "
+        "real_fraction); live: BFCL-live's real requests as the backbone (common.data.live)")
     samples_per_toolkit: int = Field(120, ge=1)
     generic_zipf: float = Field(1.3, gt=0, description="generic mix: toolkit k gets a share ~ 1/k^zipf")
     scenario_mix: dict[str, float] = {"single": 0.4, "parallel": 0.2, "sequential": 0.1,
                                       "no_tool": 0.15, "missing_info": 0.15}
+    # the live mix (common.data.live): which toolkits are held back, and the augmentation
+    live_dev_fraction: float = Field(0.1, ge=0, lt=0.5, description="live mix: share of the live entries, "
+                                     "in whole toolkits, held back as the dev split (the build's eval)")
+    live_transfer_fraction: float = Field(0.1, ge=0, lt=0.5, description="live mix: share held back as the "
+                                          "`transfer` split (toolkits never in training; test once)")
+    live_repeats: int = Field(1, ge=1, description="live mix: each real training request this many times, "
+                              "each with its own draw of distractors and masking")
+    masking: float = Field(0.0, ge=0, le=1, description="live mix: probability that a sample's function and "
+                           "parameter names (and unset defaults) are random strings")
+    composed_parallel: int = Field(0, ge=0, description="live mix: parallel samples composed of 2-3 real requests")
+    near_miss: int = Field(0, ge=0, description="live mix: no-call samples made by withholding the fitting tool")
+    no_call_share: float | None = Field(None, ge=0, lt=1, description="live mix: draw the no-call samples down "
+                                        "to this share of the training set (null: keep all)")
     # splits
     eval_size: int = Field(300, ge=0)
     eval_seed: int = 42
@@ -117,6 +131,15 @@ class DataParams(BaseModel):
             raise ValueError("teacher `openai` needs `teacher_base_url` (any OpenAI-compatible endpoint)")
         if "xlam" in self.request_sources and not self.xlam_samples:
             raise ValueError("request source `xlam` needs `xlam_samples` > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _live(self) -> DataParams:
+        if self.mix == "live" and (self.eval_from or self.unseen_tools_fraction or self.catalog_sources != ["bfcl"]
+                                   or self.request_sources != ["bfcl_live"]):
+            raise ValueError("mix: live builds from BFCL-live alone, with its own dev and transfer splits; set "
+                             "catalog_sources: [bfcl], request_sources: [bfcl_live] and leave eval_from and "
+                             "unseen_tools_fraction unset")
         return self
 
     def out_dir(self) -> Path:
@@ -292,6 +315,82 @@ def build(p: DataParams, force: bool = False) -> dict[str, Any]:
     started = time.time()
     work = out.parent / f".{out.name}.building"
     work.mkdir(parents=True, exist_ok=True)  # survives an interruption (teacher cache)
+    if p.mix == "live":
+        cat, train_part, eval_part, extra, drops, live_ids = build_live(p)
+        eval_rows, held = None, []
+    else:
+        cat, train_part, eval_part, eval_rows, drops, held = build_written(p, work)
+        extra = {}
+        live_ids = sorted(s.id for s, _ in train_part if s.source == "bfcl_live")
+    bench_requests, bench_functions = bfcl_data.benchmark_fingerprint()
+    train = [s for s, _ in train_part]
+    evals = [s for s, _ in eval_part] + [s for rows in extra.values() for s, _ in rows]
+    leak = quality.check_leakage(train + evals, bench_requests, bench_functions)
+    splits = {"train": [datacard.to_row(s, n) for s, n in train_part],
+              "eval": eval_rows if eval_rows is not None else [datacard.to_row(s, n) for s, n in eval_part],
+              **{k: [datacard.to_row(s, n) for s, n in rows] for k, rows in extra.items()}}
+    card = {"name": p.name, "tokenizer": p.tokenizer, "format": p.format, "params": config,
+            "splits": {k: datacard.split_summary(v) for k, v in splits.items()},
+            "filter": drops, "leakage": leak,
+            "unseen_tools": sorted(held),
+            "bfcl_live_ids_in_train": live_ids,
+            "catalog": {k: v for k, v in cat.report.items() if k != "selected"},
+            "toolkits": {k: {"tools": len(t.functions), "source": t.source} for k, t in cat.toolkits.items()},
+            "build_seconds": None, "provenance": provenance()}
+    if p.mix == "live":
+        card["live"] = {"train": live.describe(train), "dev": live.describe([s for s, _ in eval_part]),
+                        **{k: live.describe([s for s, _ in rows]) for k, rows in extra.items()},
+                        "toolkits_held_back": {k: sorted({s.toolkit for s, _ in rows})
+                                               for k, rows in {"dev": eval_part, **extra}.items()}}
+    datacard.save_splits(splits, work)
+    card["build_seconds"] = round(time.time() - started, 1)
+    write_json(work / "data_card.json", card)
+    with (work / "catalog.jsonl").open("w") as f:
+        for t in cat.toolkits.values():
+            for fn in t.functions:
+                f.write(json.dumps({"toolkit": t.name, "type": "function", "function": fn}, ensure_ascii=False) + "\n")
+    datacard.plot_card(card, splits, work / "data_card.png")
+    if out.exists():
+        shutil.rmtree(out)
+    work.rename(out)  # the finished build appears at once, never half-written
+    return card
+
+
+def build_live(p: DataParams) -> tuple:
+    """The live mix (common.data.live): (catalog, train, dev, {"transfer": …}, drops, the live ids
+    the training part draws on: every real request of the training toolkits, composed or not)."""
+    cat = catalog_mod.from_bfcl()
+    bench_requests, bench_functions = bfcl_data.benchmark_fingerprint()
+    meter = PromptMeter(p)
+    counts: Counter = Counter()
+    pool = live.live_pool(cat, bench_requests, bench_functions, counts)
+    where = live.split_toolkits(pool, p.live_dev_fraction, p.live_transfer_fraction, p.seed)
+    part = defaultdict(list)
+    for s in pool:
+        part[where[s.toolkit]].append(s)
+    held_requests = {normalize_request(quality.request_text(s)) for k in ("dev", "transfer") for s in part[k]}
+    base = []
+    for s in part["train"]:
+        if normalize_request(quality.request_text(s)) in held_requests:
+            counts["live_request_also_held_back"] += 1
+        else:
+            base.append(s)
+    train = []
+    for s in tqdm(live.training_samples(base, p, p.seed, counts), desc=f"building {p.name}", unit="sample"):
+        fitted, tokens = meter.fit(s)
+        if fitted is None:
+            counts["prompt_too_long"] += 1
+            continue
+        train.append((fitted, tokens))
+    held_back = {k: [(live.with_reply(s, p.seed), meter.tokens(s)) for s in part[k]] for k in ("dev", "transfer")}
+    drops = {"dropped": Counter({k: v for k, v in counts.items() if k.startswith(("live_", "dropped_", "prompt"))}),
+             "examples": {}, "short": {}, "augmented": {k: v for k, v in counts.items()
+                                                         if not k.startswith(("live_", "dropped_", "prompt"))}}
+    return cat, train, held_back["dev"], {"transfer": held_back["transfer"]}, drops, sorted(s.id for s in base)
+
+
+def build_written(p: DataParams, work: Path) -> tuple:
+    """The balanced and generic mixes: (catalog, train, eval, eval rows reused, drops, held tools)."""
     cat = build_catalog(p, work)
     bench_requests, bench_functions = bfcl_data.benchmark_fingerprint()
     held: set[str] = set()
@@ -349,31 +448,7 @@ def build(p: DataParams, force: bool = False) -> dict[str, Any]:
         drops["xlam"] = {"converted_dropped": xlam_dropped, "benchmark_dropped": len(bad), **report,
                          "prompt_too_long": sum(s is None for s, _ in fitted)}
         train_part += [(s, n) for s, n in fitted if s is not None]
-    train = [s for s, _ in train_part]
-    evals = [s for s, _ in eval_part]
-    leak = quality.check_leakage(train + evals, bench_requests, bench_functions)
-    splits = {"train": [datacard.to_row(s, n) for s, n in train_part],
-              "eval": eval_rows if eval_rows is not None else [datacard.to_row(s, n) for s, n in eval_part]}
-    card = {"name": p.name, "tokenizer": p.tokenizer, "format": p.format, "params": config,
-            "splits": {k: datacard.split_summary(v) for k, v in splits.items()},
-            "filter": drops, "leakage": leak,
-            "unseen_tools": sorted(held),
-            "bfcl_live_ids_in_train": sorted(s.id for s in train if s.source == "bfcl_live"),
-            "catalog": {k: v for k, v in cat.report.items() if k != "selected"},
-            "toolkits": {k: {"tools": len(t.functions), "source": t.source} for k, t in cat.toolkits.items()},
-            "build_seconds": None, "provenance": provenance()}
-    datacard.save_splits(splits, work)
-    card["build_seconds"] = round(time.time() - started, 1)
-    write_json(work / "data_card.json", card)
-    with (work / "catalog.jsonl").open("w") as f:
-        for t in cat.toolkits.values():
-            for fn in t.functions:
-                f.write(json.dumps({"toolkit": t.name, "type": "function", "function": fn}, ensure_ascii=False) + "\n")
-    datacard.plot_card(card, splits, work / "data_card.png")
-    if out.exists():
-        shutil.rmtree(out)
-    work.rename(out)  # the finished build appears at once, never half-written
-    return card
+    return cat, train_part, eval_part, eval_rows, drops, held
 
 
 def show(card: dict[str, Any]) -> str:

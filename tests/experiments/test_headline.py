@@ -1,0 +1,80 @@
+"""The headline runner (common.experiments.headline) on tiny models: every stage, resumable, one report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from common.data.build import DataParams
+from common.experiments import headline
+from common.params import ParamsError, load_params
+from common.provenance import ROOT
+
+
+@pytest.fixture
+def roots(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOOLCALL_LAB_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.setenv("TOOLCALL_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    return tmp_path
+
+
+def _params(tmp_path, **kw):
+    data = {"name": "hl-ci", "out": str(tmp_path / "data" / "hl-ci"), "tokenizer": "tiny-random-llama",
+            "composed_parallel": 12, "near_miss": 8}
+    base = {"model": "tiny-random-llama", "data_set": data, "wandb": "disabled",
+            "sft_set": {"limit": 4, "max_steps": 2, "eval_limit": 2, "gradient_accumulation_steps": 1, "save_steps": 1},
+            "eval_set": {"limit": 3, "batch_size": 2, "max_new_tokens": 8, "dtype": "float32"},
+            "sets": ["dev", "transfer", "suite"], "bfcl_categories": ["simple_python", "irrelevance"],
+            "bfcl_limit": 2, "bfcl_max_new_tokens": 8}
+    return headline.HeadlineParams(**{**base, **kw})
+
+
+@pytest.mark.slow
+def test_a_recipe_and_its_ablation_make_one_report(roots, capsys):
+    full = headline.run(_params(roots), "python -m common.experiments.headline params/headline.yaml")
+    printed = capsys.readouterr().out
+    for stage in ("build the data (hl-ci)", "train full", "evaluate full on dev", "evaluate full on transfer",
+                  "BFCL full", "evaluate untrained on dev", "BFCL untrained"):
+        assert f"==> {stage}" in printed, stage
+    report = roots / "reports" / "bfcl" / "headline-smollm2-135m"
+    assert full["complete"] and set(full["evals"]) == {"dev", "transfer", "suite"}
+    assert set(full["paired"]) == {"dev", "transfer", "suite"} and full["paired"]["dev"]["n"] == 3
+    assert full["bfcl"]["per_category"]["irrelevance"]["n"] == 2
+    assert sum(c["n"] for c in full["evals"]["dev"]["by_category"].values()) == 3
+    assert full["evals"]["suite"]["by_category"] is None
+    assert "parse_valid_no_call" in full["bfcl"]["per_category"]["irrelevance"]
+    assert (report / "full" / "train" / "history.json").is_file()
+    dev_dir = full["evals"]["dev"]["dir"]
+    assert dev_dir.endswith("dev-" + full["data"]["splits"]["eval"]["sha256"][:8])
+    # an ablation beside it: its own data and run, the same untrained evaluations (nothing regenerated)
+    ablation = headline.run(_params(roots, recipe="real-only", description="real requests only",
+                                    data_set={**_params(roots).data_set, "name": "hl-ci-real",
+                                              "out": str(roots / "data" / "hl-ci-real"), "masking": 0.0,
+                                              "composed_parallel": 0, "near_miss": 0}), "cmd")
+    printed = capsys.readouterr().out
+    assert ablation["data"]["splits"]["eval"]["sha256"] == full["data"]["splits"]["eval"]["sha256"]
+    assert ablation["untrained"] == full["untrained"]
+    text = (report / "README.md").read_text()
+    assert "FunctionGemma-270M-it (the target)" in text and "recipe `full` (headline)" in text
+    assert "| `real-only` | real requests only |" in text and "| `full` |" in text
+    assert "tiny-random-llama, untrained" in text and "McNemar" in text
+    assert json.loads((report / "results.json").read_text())["recipes"] == ["full", "real-only"]
+    # a rerun finds every stage done
+    again = headline.run(_params(roots), "cmd")
+    assert "already finished" in capsys.readouterr().out
+    assert again["evals"]["dev"]["accuracy"] == full["evals"]["dev"]["accuracy"]
+
+
+def test_the_shipped_recipe_and_ablations_validate_and_a_typo_is_named():
+    p = load_params(headline.HeadlineParams, ["params/headline.yaml"])
+    assert p.recipe == p.headline == "full" and p.sets == ["dev", "transfer", "held_out", "suite"]
+    names = {p.recipe: load_params(DataParams, p.data_params, p.data_set).name}
+    for path in sorted((ROOT / "params" / "headline").glob("*.yaml")):
+        a = load_params(headline.HeadlineParams, ["params/headline.yaml", str(path)])
+        names[a.recipe] = load_params(DataParams, a.data_params, a.data_set).name
+    assert len(names) == 5  # each ablation its own recipe name, and its own build where its data differ
+    assert len(set(names.values())) == 4 and names["pythonic"] == names["full"]
+    with pytest.raises(ParamsError, match="sets"):
+        load_params(headline.HeadlineParams, ["params/headline.yaml"], {"sets": ["devv"]})
