@@ -138,11 +138,14 @@ def test_params_files_layer_in_order(tmp_path):
 
 
 def test_every_shipped_params_file_is_valid():
+    from common.experiments.headline import HeadlineParams
     from common.experiments.quickstart import QuickstartParams
     from common.provenance import ROOT
     from common.training.params import DPOParams, SFTParams
-    # ci.yaml holds the notebooks' sections (tests/experiments/test_notebooks.py)
-    by_prefix = {"sft": SFTParams, "dpo": DPOParams, "evaluate": ev.EvalParams, "quickstart": QuickstartParams}
+    # ci.yaml holds the notebooks' sections (tests/experiments/test_notebooks.py); params/headline/
+    # holds the headline's ablations (tests/experiments/test_headline.py)
+    by_prefix = {"sft": SFTParams, "dpo": DPOParams, "evaluate": ev.EvalParams, "quickstart": QuickstartParams,
+                 "headline": HeadlineParams}
     files = sorted(f for f in (ROOT / "params").glob("*.yaml") if not f.name.startswith(("data", "ci.")))
     assert {f.name.split("_")[0].removesuffix(".yaml") for f in files} == set(by_prefix)
     for f in files:

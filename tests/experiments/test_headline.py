@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from common.data.build import DataParams
 from common.experiments import headline
@@ -21,12 +22,17 @@ def roots(tmp_path, monkeypatch):
 
 
 def _params(tmp_path, **kw):
+    held = tmp_path / "held.yaml"  # a tiny held-out build in place of data/offline-default
+    held.write_text(yaml.safe_dump({"name": "hl-held", "out": str(tmp_path / "data" / "hl-held"), "top_toolkits": 4,
+                                    "samples_per_toolkit": 24, "eval_size": 12, "tokenizer": "tiny-random-llama",
+                                    "max_prompt_tokens": 700}))
     data = {"name": "hl-ci", "out": str(tmp_path / "data" / "hl-ci"), "tokenizer": "tiny-random-llama",
-            "composed_parallel": 12, "near_miss": 8}
+            "composed_parallel": 12, "near_miss": 8, "live_exclude_eval_of": [str(tmp_path / "data" / "hl-held")]}
     base = {"model": "tiny-random-llama", "data_set": data, "wandb": "disabled",
+            "held_out_params": ["params/data.yaml", str(held)],
             "sft_set": {"limit": 4, "max_steps": 2, "eval_limit": 2, "gradient_accumulation_steps": 1, "save_steps": 1},
             "eval_set": {"limit": 3, "batch_size": 2, "max_new_tokens": 8, "dtype": "float32"},
-            "sets": ["dev", "transfer", "suite"], "bfcl_categories": ["simple_python", "irrelevance"],
+            "sets": ["dev", "transfer", "held_out", "suite"], "bfcl_categories": ["simple_python", "irrelevance"],
             "bfcl_limit": 2, "bfcl_max_new_tokens": 8}
     return headline.HeadlineParams(**{**base, **kw})
 
@@ -35,12 +41,12 @@ def _params(tmp_path, **kw):
 def test_a_recipe_and_its_ablation_make_one_report(roots, capsys):
     full = headline.run(_params(roots), "python -m common.experiments.headline params/headline.yaml")
     printed = capsys.readouterr().out
-    for stage in ("build the data (hl-ci)", "train full", "evaluate full on dev", "evaluate full on transfer",
+    for stage in ("build the held-out set (hl-held)", "build the data (hl-ci)", "train full", "evaluate full on dev", "evaluate full on transfer",
                   "BFCL full", "evaluate untrained on dev", "BFCL untrained"):
         assert f"==> {stage}" in printed, stage
     report = roots / "reports" / "bfcl" / "headline-smollm2-135m"
-    assert full["complete"] and set(full["evals"]) == {"dev", "transfer", "suite"}
-    assert set(full["paired"]) == {"dev", "transfer", "suite"} and full["paired"]["dev"]["n"] == 3
+    assert full["complete"] and set(full["evals"]) == {"dev", "transfer", "held_out", "suite"}
+    assert set(full["paired"]) == set(full["evals"]) and full["paired"]["dev"]["n"] == 3
     assert full["bfcl"]["per_category"]["irrelevance"]["n"] == 2
     assert sum(c["n"] for c in full["evals"]["dev"]["by_category"].values()) == 3
     assert full["evals"]["suite"]["by_category"] is None

@@ -14,13 +14,12 @@ leaves their functions out and the leakage check fails the build if any remain.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import random
 import shutil
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +32,7 @@ from common.data import catalog as catalog_mod
 from common.data import datacard, live, quality
 from common.data.composio import fetch_toolkits
 from common.data.scenarios import SCENARIOS, SampleWriter, essential_tools
+from common.data.written import generate, live_samples, quotas, stratified_eval
 from common.errors import ArgumentParser, cli
 from common.formats import get_format
 from common.jsonio import read_json, write_json
@@ -41,8 +41,6 @@ from common.provenance import ROOT, provenance
 from common.samples import Sample
 from common.secrets import check_env_name
 from common.sources import load_split
-
-LIVE_SCENARIO = live.LIVE_SCENARIO
 
 
 class DataParams(BaseModel):
@@ -95,6 +93,8 @@ class DataParams(BaseModel):
     near_miss: int = Field(0, ge=0, description="live mix: no-call samples made by withholding the fitting tool")
     no_call_share: float | None = Field(None, ge=0, lt=1, description="live mix: draw the no-call samples down "
                                         "to this share of the training set (null: keep all)")
+    live_exclude_eval_of: list[str] = Field(default_factory=list, description="live mix: builds whose eval "
+                                            "requests stay out of this build (another held-out set)")
     # splits
     eval_size: int = Field(300, ge=0)
     eval_seed: int = 42
@@ -174,35 +174,6 @@ def make_teacher(p: DataParams, work: Path) -> Any:
     return teacher_mod.CachedTeacher(inner, work / "teacher_cache.jsonl")
 
 
-# -- quotas --------------------------------------------------------------------------
-def quotas(p: DataParams, toolkits: list[str], total_per_toolkit: int) -> dict[str, dict[str, int]]:
-    """Samples to make per toolkit and scenario: equal per toolkit (balanced) or
-    Zipf-weighted so that a few toolkits dominate (the "generic" v1 mix)."""
-    if p.mix == "balanced":
-        sizes = {t: total_per_toolkit for t in toolkits}
-    else:
-        weights = [1 / (k + 1) ** p.generic_zipf for k in range(len(toolkits))]
-        total = total_per_toolkit * len(toolkits)
-        sizes = {t: max(1, round(total * w / sum(weights))) for t, w in zip(toolkits, weights)}
-    return {t: {s: math.ceil(n * share) for s, share in p.scenario_mix.items()} for t, n in sizes.items()}
-
-
-def live_samples(cat: catalog_mod.Catalog, requests: frozenset[str]) -> dict[tuple[str, str], list[Sample]]:
-    """BFCL-live requests whose tools are in the catalog, by (toolkit, scenario)."""
-    out: dict[tuple[str, str], list[Sample]] = defaultdict(list)
-    for category, scenario in LIVE_SCENARIO.items():
-        for entry in bfcl_data.read_category(category):
-            names = [f["name"] for f in entry["function"]]
-            if not names or any(cat.toolkit_of(n) is None for n in names):
-                continue  # a tool left out (benchmark, invalid, other toolkit)
-            if normalize_request(bfcl_data.user_text(entry)) in requests:
-                continue
-            sample = bfcl_data.entry_to_sample(entry, category)
-            kit = cat.toolkit_of(sample.expected_calls[0].name if sample.expected_calls else names[0])
-            out[(kit, scenario)].append(sample.model_copy(update={"scenario": scenario, "source": "bfcl_live"}))
-    return out
-
-
 # -- the build -----------------------------------------------------------------------
 class PromptMeter:
     """Prompt length in tokens, and trimming a prompt's distractors to a cap."""
@@ -232,67 +203,6 @@ class PromptMeter:
             s = s.model_copy(update={"tools": tools})
             n = self.tokens(s)
         return s, n
-
-
-def generate(p: DataParams, writer: SampleWriter, plan: dict[str, dict[str, int]], live: dict, meter: PromptMeter,
-             seen: set[str], prefix: str, drops: dict[str, Any], bar: Any) -> list[tuple[Sample, int]]:
-    """Fill each (toolkit, scenario) quota: real requests first (up to `real_fraction`),
-    then written ones, each through the quality filter and the token cap."""
-    out = []
-    for kit in sorted(plan):
-        for scenario, quota in plan[kit].items():
-            made = 0
-            real = list(live.get((kit, scenario), []))
-            random.Random(f"{p.seed}:{prefix}:{kit}:{scenario}").shuffle(real)
-            real = real[: int(quota * p.real_fraction)]  # `live` is empty unless bfcl_live is a source
-            candidates = itertools.chain(
-                (writer.complete_real(r, kit, p.seed) for r in real),
-                (writer.make(scenario, kit, f"{prefix}/{kit}/{scenario}/{i:05d}", p.seed) for i in range(quota * 6)))
-            for s in candidates:
-                if made >= quota:
-                    break
-                if s is None:
-                    continue
-                kept, report = quality.quality_filter([s], seen)
-                for reason, example in report["examples"].items():
-                    drops["examples"].setdefault(reason, example)
-                if (not kept and not p.quality_filter
-                        and (key := quality.normalize_request(quality.request_text(s))) not in seen):
-                    # a dirty sample stays; a repeat never does (it could repeat a held-out request)
-                    seen.add(key)
-                    drops["dropped"]["kept_unfiltered"] += 1
-                elif not kept:
-                    drops["dropped"].update(report["dropped"])
-                    continue
-                fitted, tokens = meter.fit(s)
-                if fitted is None:
-                    drops["dropped"]["prompt_too_long"] += 1
-                    continue
-                out.append((fitted, tokens))
-                made += 1
-                bar.update(1)
-            if made < quota:
-                drops["short"][f"{kit}/{scenario}"] = quota - made
-    return out
-
-
-def stratified_eval(pool: list[tuple[Sample, int]], size: int, seed: int) -> tuple[list, list]:
-    """(eval, train): `size` samples drawn per scenario in proportion, with `seed`."""
-    rng = random.Random(seed)
-    by_scenario: dict[str, list[int]] = defaultdict(list)
-    for i, (s, _) in enumerate(pool):
-        by_scenario[s.scenario].append(i)
-    chosen: set[int] = set()
-    for scenario in sorted(by_scenario):
-        idx = by_scenario[scenario]
-        take = round(size * len(idx) / len(pool))
-        chosen.update(rng.sample(idx, min(take, len(idx))))
-    rest = [i for i in range(len(pool)) if i not in chosen]
-    while len(chosen) < min(size, len(pool)):  # rounding
-        chosen.add(rest.pop(rng.randrange(len(rest))))
-    while len(chosen) > size:
-        chosen.remove(max(chosen))
-    return [pool[i] for i in sorted(chosen)], [pool[i] for i in range(len(pool)) if i not in chosen]
 
 
 def _build_dir(path: str) -> Path:
@@ -357,36 +267,15 @@ def build(p: DataParams, force: bool = False) -> dict[str, Any]:
 
 
 def build_live(p: DataParams) -> tuple:
-    """The live mix (common.data.live): (catalog, train, dev, {"transfer": …}, drops, the live ids
-    the training part draws on: every real request of the training toolkits, composed or not)."""
-    cat = catalog_mod.from_bfcl()
-    bench_requests, bench_functions = bfcl_data.benchmark_fingerprint()
-    meter = PromptMeter(p)
-    counts: Counter = Counter()
-    pool = live.live_pool(cat, bench_requests, bench_functions, counts)
-    where = live.split_toolkits(pool, p.live_dev_fraction, p.live_transfer_fraction, p.seed)
-    part = defaultdict(list)
-    for s in pool:
-        part[where[s.toolkit]].append(s)
-    held_requests = {normalize_request(quality.request_text(s)) for k in ("dev", "transfer") for s in part[k]}
-    base = []
-    for s in part["train"]:
-        if normalize_request(quality.request_text(s)) in held_requests:
-            counts["live_request_also_held_back"] += 1
-        else:
-            base.append(s)
-    train = []
-    for s in tqdm(live.training_samples(base, p, p.seed, counts), desc=f"building {p.name}", unit="sample"):
-        fitted, tokens = meter.fit(s)
-        if fitted is None:
-            counts["prompt_too_long"] += 1
-            continue
-        train.append((fitted, tokens))
-    held_back = {k: [(live.with_reply(s, p.seed), meter.tokens(s)) for s in part[k]] for k in ("dev", "transfer")}
-    drops = {"dropped": Counter({k: v for k, v in counts.items() if k.startswith(("live_", "dropped_", "prompt"))}),
-             "examples": {}, "short": {}, "augmented": {k: v for k, v in counts.items()
-                                                         if not k.startswith(("live_", "dropped_", "prompt"))}}
-    return cat, train, held_back["dev"], {"transfer": held_back["transfer"]}, drops, sorted(s.id for s in base)
+    """The live mix (common.data.live.build), with the requests of `live_exclude_eval_of` kept out."""
+    other: set[str] = set()
+    for path in p.live_exclude_eval_of:  # another build's held-out set stays out of this one
+        source = _build_dir(path)
+        if not (source / "data_card.json").is_file():
+            raise FileNotFoundError(f"live_exclude_eval_of: no build at {source}; build it first "
+                                    f"(e.g. `python -m common.data build params/data.yaml`)")
+        other.update(normalize_request(quality.request_text(s)) for s in load_split(source, "eval"))
+    return live.build(p, PromptMeter(p), frozenset(other))
 
 
 def build_written(p: DataParams, work: Path) -> tuple:
@@ -417,14 +306,14 @@ def build_written(p: DataParams, work: Path) -> tuple:
         seen.update(normalize_request(quality.request_text(s)) for s in eval_samples)
         eval_rows = [datacard.to_row(s, meter.tokens(s)) for s in eval_samples]
     drops: dict[str, Any] = {"dropped": Counter(), "examples": {}, "short": {}}
-    live = live_samples(train_cat, bench_requests) if "bfcl_live" in p.request_sources else {}
+    real = live_samples(train_cat, bench_requests) if "bfcl_live" in p.request_sources else {}
     n_eval = 0 if eval_rows is not None else p.eval_size
     per_kit = p.samples_per_toolkit
     train_plan = quotas(p, sorted(train_cat.toolkits, key=lambda t: (-len(train_cat.toolkits[t].functions), t)), per_kit)
     total = sum(sum(v.values()) for v in train_plan.values())
     with tqdm(total=total + (n_eval if held else 0), desc=f"building {p.name}", unit="sample") as bar:
         writer = SampleWriter(train_cat, p.tools_per_prompt, p.max_description_chars, p.optional_rate, teacher)
-        pool = generate(p, writer, train_plan, live, meter, seen, "s", drops, bar)
+        pool = generate(p, writer, train_plan, real, meter, seen, "s", drops, bar)
         if held and n_eval:
             eval_writer = SampleWriter(cat, p.tools_per_prompt, p.max_description_chars, p.optional_rate, teacher,
                                        targets=held)

@@ -176,27 +176,39 @@ class _Builder:
         return Catalog(toolkits, r)
 
 
+class DisjointSets:
+    """Union-find over names (path halving): functions offered together, toolkits offered together."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        """The representative of x's set (x joins as its own set when new)."""
+        while self.parent.setdefault(x, x) != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, x: str, y: str) -> None:
+        """Join x's set to y's: y's representative stays."""
+        self.parent[self.find(x)] = self.find(y)
+
+
 @lru_cache(maxsize=2)
 def from_bfcl(exclude_benchmark: bool = True) -> Catalog:
     """Toolkits from BFCL-live functions and the multi-turn API docs (cached per
     process: it reads and normalises ~6,800 functions; callers never mutate it)."""
     exclude = bfcl_data.benchmark_fingerprint()[1] if exclude_benchmark else frozenset()
     b = _Builder(exclude)
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    sets = DisjointSets()
     for category in bfcl_data.LIVE_CATEGORIES:
         for entry in bfcl_data.read_category(category):
             names = [f["name"] for f in entry["function"] if b.add(f)]
             for n in names:
-                find(n)
+                sets.find(n)
             for n in names[1:]:
-                parent[find(n)] = find(names[0])
+                sets.union(n, names[0])
+    parent, find = sets.parent, sets.find
     ns = {n: namespace(n) for n in parent}
     ns_size = Counter(v for v in ns.values() if v)
     groups: dict[str, list[str]] = defaultdict(list)

@@ -2,7 +2,7 @@
 
     python -m common.experiments.headline params/headline.yaml                        # the whole recipe
     python -m common.experiments.headline params/headline.yaml params/headline/real_only.yaml   # an ablation
-    python -m common.experiments.headline params/headline.yaml --set sets=[dev] bfcl=false      # dev only
+    python -m common.experiments.headline params/headline.yaml --set sets=[dev] bfcl=false untrained=false  # dev only
 
 One recipe per invocation, each stage resumable (rerun the command after an interruption:
 the data build, the training checkpoints and every evaluation's predictions are kept):
@@ -21,6 +21,7 @@ Decoding is plain greedy (no call gate) unless `call_gate` gives a threshold cho
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
@@ -108,7 +109,12 @@ def evaluate_sets(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, 
     out = {}
     for which in p.sets:
         dest = folder / "eval" / f"{which}{keys.get(which, '')}"
-        overrides = {**p.eval_set, "model": p.model, **adapter, "data": specs[which], "latency_requests": 0,
+        spec = specs[which]
+        if (dest / "run.json").is_file():
+            # the folder is keyed by the split's content hash: another recipe's build of the same
+            # split (another data/<name>) holds the same samples, so its evaluation stands
+            spec = json.loads((dest / "run.json").read_text())["params"]["data"]
+        overrides = {**p.eval_set, "model": p.model, **adapter, "data": spec, "latency_requests": 0,
                      "experiment": p.experiment, "wandb": p.wandb, "wandb_group": p.experiment,
                      "run": f"{who}/{which}", "out": str(dest), "call_gate": p.call_gate if adapter else None}
         with ex.stage(f"evaluate {who} on {which}", timings):
@@ -117,10 +123,20 @@ def evaluate_sets(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, 
     return out
 
 
+def bfcl_key(p: HeadlineParams, gen: Any) -> str:
+    """The untrained model's BFCL folder suffix: none for the default run, else a hash of what
+    changes its predictions (format, categories, limit, answer cap), so no recipe reuses another's."""
+    what = {"format": gen.format, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
+            "max_new_tokens": p.bfcl_max_new_tokens}
+    default = {"format": "hermes", "categories": list(bfcl_data.BENCHMARK_CATEGORIES), "limit": None,
+               "max_new_tokens": None}
+    return "" if what == default else "-" + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def run_bfcl(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any], timings: dict[str, float]) -> Path:
     from common.bfcl.run import run as bfcl_run  # (the BFCL runner imports the engines)
-    dest = folder / "bfcl"
     gen = ex.eval_params(p.eval_params, {**p.eval_set, "model": p.model})
+    dest = folder / ("bfcl" + ("" if adapter else bfcl_key(p, gen)))
     overrides = {"model": p.model, **adapter, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
                  "call_gate": p.call_gate if adapter else "none", "experiment": p.experiment,
                  "run": f"{who}/bfcl", "out": str(dest), "wandb": p.wandb, "wandb_group": p.experiment,
@@ -144,18 +160,16 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     ex.eval_params(p.eval_params, {**p.eval_set, "model": p.model})
     held_p = load_params(DataParams, p.held_out_params)
 
+    # the held-out set first: the live build keeps its requests out (live_exclude_eval_of)
+    with ex.stage(f"build the held-out set ({held_p.name})", timings):
+        held_card = in_fresh_process(build, held_p)
     with ex.stage(f"build the data ({data_p.name})", timings):
         card = in_fresh_process(build, data_p)
-    held_card = None
-    if "held_out" in p.sets:
-        with ex.stage(f"build the held-out set ({held_p.name})", timings):
-            held_card = in_fresh_process(build, held_p)
     with ex.stage(f"train {p.recipe}", timings):
         tr = in_fresh_process(ex.train, "sft", p.sft_params, sft_set)
     specs = {w: data_spec(w, build_dir, held_p.out_dir()) for w in SETS}
-    keys = {"dev": f"-{split_hash(card, 'eval')}", "transfer": f"-{split_hash(card, 'transfer')}"}
-    if held_card:
-        keys["held_out"] = f"-{split_hash(held_card, 'eval')}"
+    keys = {w: f"-{split_hash(c, split)}" for w, c, split in (("dev", card, "eval"), ("transfer", card, "transfer"),
+                                                                ("held_out", held_card, "eval")) if w in p.sets}
     adapter = ex.adapter_of(tr)
     mine = evaluate_sets(p, p.recipe, folder, adapter, specs, keys, timings)
     bfcl_dir = run_bfcl(p, p.recipe, folder, adapter, timings) if p.bfcl else None
