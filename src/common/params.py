@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from common.errors import UserError
 from common.formats import FORMATS
+from common.provenance import command_line
 from common.secrets import redact, refuse_keys
 from common.tracking import WandbMode
 
@@ -92,6 +93,14 @@ def overrides_of(args: argparse.Namespace, dest: str = "set") -> dict[str, Any]:
     """The overrides of `--set` and `--replace` (`add_set_argument`), nested, ready for `merge`."""
     return merge(parse_overrides(getattr(args, dest)),
                  parse_overrides(getattr(args, f"{dest}_replace", []), replace=True), settle=False)
+
+
+def invocation(prog: str, files: list[str], args: argparse.Namespace, dest: str = "set") -> str:
+    """The command a run records: `prog`, its parameter files and its `--set`/`--replace`
+    overrides as given, paths portable and secrets redacted (`provenance.command_line`)."""
+    sets, replaces = getattr(args, dest), getattr(args, f"{dest}_replace", [])
+    return " ".join(command_line([prog, *files, *(["--set", *sets] if sets else []),
+                                  *(["--replace", *replaces] if replaces else [])]))
 
 
 def merge(base: dict[str, Any], over: dict[str, Any], settle: bool = True) -> dict[str, Any]:

@@ -39,8 +39,14 @@ from common.experiments.compare import kinetic_row, results_of, verdicts
 from common.experiments.quickstart import in_fresh_process, recipe_text
 from common.jsonio import write_json
 from common.markdown import pct
-from common.params import DEFAULT_MODEL, add_set_argument, load_params, overrides_of
-from common.provenance import command_line, local_path, provenance, reports_root, shown
+from common.params import (
+    DEFAULT_MODEL,
+    add_set_argument,
+    invocation,
+    load_params,
+    overrides_of,
+)
+from common.provenance import local_path, provenance, reports_root, shown
 from common.sources import load_data
 from common.tracking import WandbMode
 from common.training.params import SFTParams
@@ -328,9 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("params", nargs="*", default=["params/headline.yaml"], help="YAML files, merged in order")
     add_set_argument(parser, list(HeadlineParams.model_fields))
     args = parser.parse_args(argv)
-    command = " ".join(command_line(["python -m common.experiments.headline", *args.params,
-                                     *(["--set", *args.set] if args.set else []),
-                                     *(["--replace", *args.set_replace] if args.set_replace else [])]))
+    command = invocation("python -m common.experiments.headline", args.params, args)
     return run(load_params(HeadlineParams, args.params, overrides_of(args)), command)
 
 

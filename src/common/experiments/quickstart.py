@@ -46,10 +46,11 @@ from common.params import (
     DEFAULT_MODEL,
     ParamsError,
     add_set_argument,
+    invocation,
     load_params,
     overrides_of,
 )
-from common.provenance import command_line, reports_root, runs_root, shown
+from common.provenance import reports_root, runs_root, shown
 from common.tracking import WandbMode
 from common.training.params import SFTParams
 
@@ -288,9 +289,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("params", nargs="*", default=["params/quickstart.yaml"], help="YAML files, merged in order")
     add_set_argument(parser, list(QuickstartParams.model_fields))
     args = parser.parse_args(argv)
-    command = " ".join(command_line(["python -m common.quickstart", *args.params,
-                                     *(["--set", *args.set] if args.set else []),
-                                     *(["--replace", *args.set_replace] if args.set_replace else [])]))
+    command = invocation("python -m common.quickstart", args.params, args)
     return run(load_params(QuickstartParams, args.params, overrides_of(args)), command)
 
 
