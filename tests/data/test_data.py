@@ -249,6 +249,14 @@ def test_a_rebuild_is_skipped_and_other_parameters_need_force(built, capsys):
         data.build(_params(tmp, seed=5))
 
 
+def test_a_build_from_before_a_new_field_counts_as_built_with_its_default(tmp_path):
+    config = _params(tmp_path).model_dump()
+    older = {k: v for k, v in config.items() if k != "type_flip"}  # a card written before the field existed
+    assert data.same_build(older, config) and data.same_build(config, config)
+    assert not data.same_build(older, {**config, "type_flip": 0.5})  # ... but not when the new field is set
+    assert not data.same_build({**config, "seed": 9}, config) and not data.same_build({**config, "gone": 1}, config)
+
+
 def test_generic_mix_is_dominated_by_few_toolkits_and_reuses_the_eval_split(built, tmp_path):
     tmp, _ = built
     card = data.build(_params(tmp_path, mix="generic", generic_zipf=1.5, eval_from=str(tmp / "t")))

@@ -49,6 +49,8 @@ def test_masking_renames_tools_and_answers_alike_and_moves_only_unset_defaults()
     assert [f["description"] for f in m.functions().values()] == [t["function"]["description"] for t in s.tools]
     assert quality.problem(m) is None and validate_arguments(f, target_calls(m)[0].arguments) is None
     assert live.mask(s, random.Random(0)) == m and live.mask(s, random.Random(1)) != m
+    drawn = frozenset(m.functions())  # reserved names (BFCL's non-live functions) are never drawn
+    assert not drawn & set(live.mask(s, random.Random(0), reserved=drawn).functions())
 
 
 def test_typed_writes_declared_floats_and_leaves_unfillable_optionals_out():
@@ -61,6 +63,36 @@ def test_typed_writes_declared_floats_and_leaves_unfillable_optionals_out():
     assert "label" not in call.arguments and call.optional == ["label"]
     bad = _sample("b", [AREA], "area", [ExpectedCall(name="circle_area", arguments={"radius": ["big"]})])
     assert quality.problem(live.typed(bad))[0] == "args_fail_schema"  # a required value that cannot fit stays, and is dropped
+
+
+def test_flipped_types_change_schema_and_answer_alike_and_only_for_whole_numbers():
+    s = _sample("f", [WEATHER, AREA], "Weather in Paris for 3 days, and the area of radius 5 or 2.5",
+                [ExpectedCall(name="get_weather", arguments={"city": ["Paris"], "days": [3]}),
+                 ExpectedCall(name="circle_area", arguments={"radius": [5.0]}),
+                 ExpectedCall(name="circle_area", arguments={"radius": [2.5]})])
+    seen = set()
+    for seed in range(40):
+        f = live.flip_types(s, random.Random(seed))
+        days = f.functions()["get_weather"]["parameters"]["properties"]["days"]
+        radius = f.functions()["circle_area"]["parameters"]["properties"]["radius"]
+        assert radius["type"] == "number" and f.expected_calls[1:] == s.expected_calls[1:]  # 2.5 is no whole number
+        assert f.expected_calls[0].arguments["city"] == ["Paris"] and f.functions()["get_weather"]["parameters"][
+            "properties"]["unit"] == WEATHER["function"]["parameters"]["properties"]["unit"]
+        (value,) = f.expected_calls[0].arguments["days"]
+        if days["type"] == "number":  # flipped: the answer and the default are floats now
+            assert isinstance(value, float) and value == 3 and isinstance(days["default"], float)
+            assert "types flipped" in f.notes
+            assert quality.problem(f) is None and validate_arguments(f.functions()["get_weather"], {"city": "Paris", "days": 3.0}) is None
+        else:
+            assert f == s and isinstance(value, int)
+        seen.add(days["type"])
+    assert seen == {"integer", "number"}  # about half of the draws flip
+    whole = _sample("w", [AREA], "area of radius 5", [ExpectedCall(name="circle_area", arguments={"radius": [5.0]})])
+    flipped = next(x for x in (live.flip_types(whole, random.Random(i)) for i in range(20)) if x != whole)
+    assert flipped.functions()["circle_area"]["parameters"]["properties"]["radius"]["type"] == "integer"
+    assert flipped.expected_calls[0].arguments["radius"] == [5] and isinstance(target_calls(flipped)[0].arguments[
+        "radius"], int)
+    assert WEATHER["function"]["parameters"]["properties"]["days"]["type"] == "integer"  # the input is not touched
 
 
 def test_a_swapped_value_changes_request_and_answer_alike():

@@ -74,6 +74,44 @@ def test_a_recipe_and_its_ablation_make_one_report(roots, capsys):
     again = headline.run(_params(roots), "cmd")
     assert (adapter.stat().st_mtime_ns, preds.read_text()) == before
     assert again["evals"]["dev"]["accuracy"] == full["evals"]["dev"]["accuracy"]
+    # the gate chosen on dev: the same adapter, gated, on every set and BFCL, beside the plain rows
+    gated = headline.run(_params(roots, gate_from_dev=0.5), "cmd")
+    assert (adapter.stat().st_mtime_ns, preds.read_text()) == before
+    gate = json.loads((report / "full" / "call_gate.json").read_text())
+    assert gated["gated"]["gate"]["threshold"] == gate["threshold"] and gate["chosen_on"].endswith(dev_dir)
+    assert set(gated["gated"]["evals"]) == set(full["evals"]) and gated["gated"]["bfcl"]["per_category"]
+    assert all(d["dir"].endswith("-gate") for d in gated["gated"]["evals"].values())
+    assert json.loads((report / "full" / "bfcl-gate" / "params.json").read_text())["call_gate"] == gate["threshold"]
+    text = (report / "README.md").read_text()
+    assert "call gate chosen on dev (P(call) ≥" in text and "| `full` + gate |" in text
+
+
+def test_the_dev_gate_is_chosen_on_dev_predictions_at_the_asked_no_call_accuracy(tmp_path):
+    from common.samples import ExpectedCall, Sample
+    tool = {"type": "function", "function": {"name": "f", "description": "F.", "parameters": {
+        "type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}}}
+    p_calls = {"c1": 0.9, "c2": 0.7, "c3": 0.4, "n1": 0.5, "n2": 0.3, "n3": 0.2, "n4": 0.1}
+    samples = [Sample(id=i, tools=[tool], messages=[{"role": "user", "content": f"request {i}"}],
+                      expected_calls=[ExpectedCall(name="f", arguments={"x": [1]})] if i[0] == "c" else [],
+                      scenario="single" if i[0] == "c" else "no_tool") for i in p_calls]
+    spec = tmp_path / "dev.jsonl"
+    spec.write_text("".join(s.model_dump_json() + "\n" for s in samples))
+    dev = tmp_path / "eval" / "dev-0"
+    dev.mkdir(parents=True)
+    (dev / "predictions.jsonl").write_text("".join(json.dumps({"id": i, "text": "", "p_call": v}) + "\n"
+                                                   for i, v in p_calls.items()))
+    gate = headline.dev_gate(_params(tmp_path, gate_from_dev=0.8), dev, str(spec))
+    # no call on >= 80% of the 4 no-call requests: none may call, so the gate sits above n1's 0.5
+    assert gate["threshold"] == pytest.approx(0.7) and gate["call_recall"] == pytest.approx(2 / 3)
+    assert gate["no_call_accuracy"] == 1.0 and gate["n"] == 7 and gate["data"] == str(spec)
+    looser = headline.dev_gate(_params(tmp_path, gate_from_dev=0.75), dev, str(spec))
+    assert looser["threshold"] == pytest.approx(0.4) and looser["call_recall"] == 1.0  # n1 may call: 3 of 4 right
+    assert looser["no_call_accuracy"] == 0.75
+    (dev / "predictions.jsonl").write_text(json.dumps({"id": "c1", "text": "", "p_call": None}) + "\n")
+    with pytest.raises(ValueError, match="records no P\\(call\\)"):
+        headline.dev_gate(_params(tmp_path, gate_from_dev=0.75), dev, str(spec))
+    with pytest.raises(ValueError, match="keep `dev`"):
+        _params(tmp_path, gate_from_dev=0.8, sets=["transfer"])
 
 
 def test_the_shipped_recipe_and_ablations_validate_and_a_typo_is_named():

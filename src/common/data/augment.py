@@ -1,6 +1,6 @@
 """The augmentations of the live mix (common.data.live), each a pure function of a sample and a seeded rng.
 
-Answers as declared (`typed`); function masking (`mask`, Hammer arXiv 2410.04587); distractors
+Answers as declared (`typed`); whole-number types swapped, answer and all (`flip_types`); function masking (`mask`, Hammer arXiv 2410.04587); distractors
 from other toolkit groups (`Distractors`); value swaps said verbatim in request and answer
 (`value_pool`, `swap_value`); parallel requests composed of real ones (`compose`); near misses
 (`near_miss`); the words of a no-call answer (`with_reply`).
@@ -63,6 +63,48 @@ def typed(sample: Sample) -> Sample:
     return sample.model_copy(update={"expected_calls": calls})
 
 
+def _whole_numbers(values: list[Any]) -> bool:
+    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()
+                                for v in values)
+
+
+def flip_types(sample: Sample, rng: random.Random) -> Sample:
+    """Each argument answered with whole numbers only, declared `integer` or `number` (BFCL's
+    float) without an enum, swaps its declared type with probability 1/2, and the answer
+    follows (15 <-> 15.0); so the type, not the meaning of the value ("a price"), decides
+    how it is written. BFCL marks 15.0 for an integer wrong; the live data alone teaches
+    floats by topic (v0 wrote 150.0 cm, 5000.0 dollars for integers)."""
+    functions = sample.functions()
+    values: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for c in sample.expected_calls:
+        for k, vs in c.arguments.items():
+            values[(c.name, k)].extend(vs)
+    flipped: dict[tuple[str, str], str] = {}
+    for (name, key), vs in values.items():
+        schema = _declared(functions[name], key)
+        if schema.get("type") in ("integer", "number") and "enum" not in schema and _whole_numbers(vs) \
+                and rng.random() < 0.5:
+            flipped[(name, key)] = "number" if schema["type"] == "integer" else "integer"
+    if not flipped:
+        return sample
+    cast = {"integer": int, "number": float}
+    tools = []
+    for tool in sample.tools:
+        f = copy.deepcopy(tool["function"])
+        for k, schema in ((f.get("parameters") or {}).get("properties") or {}).items():
+            kind = flipped.get((f["name"], k))
+            if kind:
+                schema["type"] = kind
+                if _whole_numbers([schema.get("default")]):
+                    schema["default"] = cast[kind](schema["default"])
+        tools.append({**tool, "function": f})
+    calls = [c.model_copy(update={"arguments": {
+        k: [cast[flipped[(c.name, k)]](v) for v in vs] if (c.name, k) in flipped else vs
+        for k, vs in c.arguments.items()}}) for c in sample.expected_calls]
+    notes = "; ".join(filter(None, [sample.notes, "types flipped"]))
+    return sample.model_copy(update={"tools": tools, "expected_calls": calls, "notes": notes})
+
+
 # -- masking -------------------------------------------------------------------------
 def random_name(rng: random.Random, taken: set[str]) -> str:
     """A fresh identifier: one to three random lowercase chunks joined by `_`."""
@@ -91,10 +133,11 @@ def random_like(value: Any, schema: dict[str, Any], rng: random.Random) -> Any:
     return value
 
 
-def mask(sample: Sample, rng: random.Random) -> Sample:
+def mask(sample: Sample, rng: random.Random, reserved: frozenset[str] = frozenset()) -> Sample:
     """Function names, parameter names and unset defaults replaced by random ones, in the
-    tools and the expected calls alike (Hammer's function masking)."""
-    taken: set[str] = set()
+    tools and the expected calls alike (Hammer's function masking). No function is given a
+    `reserved` name (BFCL's non-live functions: a random "lcm" would offer a benchmark one)."""
+    taken: set[str] = set(reserved)
     renamed, tools = {}, []
     used: dict[str, set[str]] = {}
     for c in sample.expected_calls:

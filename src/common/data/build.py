@@ -89,6 +89,9 @@ class DataParams(BaseModel):
                               "each with its own draw of distractors and masking")
     masking: float = Field(0.0, ge=0, le=1, description="live mix: probability that a sample's function and "
                            "parameter names (and unset defaults) are random strings")
+    type_flip: float = Field(0.0, ge=0, le=1, description="live mix: probability that a sample's whole-number "
+                             "arguments swap their declared type (integer <-> float) and their answer with it "
+                             "(15 <-> 15.0), so the model writes what the schema declares")
     composed_parallel: int = Field(0, ge=0, description="live mix: parallel samples composed of 2-3 real requests")
     near_miss: int = Field(0, ge=0, description="live mix: no-call samples made by withholding the fitting tool")
     no_call_share: float | None = Field(None, ge=0, lt=1, description="live mix: draw the no-call samples down "
@@ -211,13 +214,23 @@ def _build_dir(path: str) -> Path:
     return source if source.is_absolute() or source.exists() else ROOT / source
 
 
+def same_build(built: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Whether a build made with `built` is the one `config` asks for. A field added to
+    DataParams since then counts as its default (the build did not have it, so it did what
+    the default does), so a new option does not turn every existing build into a stranger."""
+    fields = DataParams.model_fields
+    return all(built[k] == v if k in built else
+               k in fields and v == fields[k].get_default(call_default_factory=True)
+               for k, v in config.items()) and set(built) <= set(config)
+
+
 def build(p: DataParams, force: bool = False) -> dict[str, Any]:
     """Build the datasets of `p` into `p.out_dir()` and return the data card."""
     out = p.out_dir()
     config = p.model_dump()
     if (out / "data_card.json").is_file() and not force:
         card = json.loads((out / "data_card.json").read_text())
-        if card.get("params") == config:
+        if same_build(card.get("params") or {}, config):
             print(f"{out} is already built with these parameters; nothing to do (--force rebuilds)")
             return card
         raise FileExistsError(f"{out} holds a build with other parameters; pass --force to replace it, "

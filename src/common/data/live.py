@@ -20,7 +20,9 @@ and the sample's id (Hammer, arXiv 2410.04587; FunctionGemma; xLAM):
 - near misses: a real request with its fitting tool withheld, answered without a call;
 - a no-call share: the no-call samples (live_irrelevance + near misses) drawn down to
   `no_call_share` of the kept training set (a shortfall is counted, never repeated up);
-- types as declared: a whole number for a `float` argument is written 5.0.
+- types as declared: a whole number for a `float` argument is written 5.0; with probability
+  `type_flip` a whole-number argument swaps its declared type (integer <-> float) and its
+  answer with it (15 <-> 15.0), so the schema, not the topic, decides how it is written.
 Entries that offer a function of BFCL's non-live categories, or repeat one of its
 requests, are left out (counted): the leakage check must pass on every sample.
 """
@@ -39,6 +41,7 @@ from common.data import catalog as catalog_mod
 from common.data.augment import (
     Distractors,
     compose,
+    flip_types,
     mask,
     near_miss,
     swap_value,
@@ -123,10 +126,12 @@ def split_toolkits(samples: list[Sample], dev_fraction: float, transfer_fraction
 
 # -- the training part ---------------------------------------------------------------
 def training_samples(train: list[Sample], p: Any, seed: int, counts: Counter,
-                     fit: Callable[[Sample], tuple[Sample | None, int]]) -> list[tuple[Sample, int]]:
+                     fit: Callable[[Sample], tuple[Sample | None, int]],
+                     reserved: frozenset[str] = frozenset()) -> list[tuple[Sample, int]]:
     """The augmented training set from the training toolkits' real requests (`p`: DataParams),
     each sample through the quality filter and `fit` (the prompt cap: (sample or None, tokens))
-    before the no-call share is drawn, so that the share and the counts are of what is kept."""
+    before the no-call share is drawn, so that the share and the counts are of what is kept.
+    Masking never draws a `reserved` function name (the benchmark's)."""
     distractors = Distractors(train)
     pool = value_pool(train)
     one_call = [s for s in train if len(s.expected_calls) == 1]
@@ -135,8 +140,10 @@ def training_samples(train: list[Sample], p: Any, seed: int, counts: Counter,
 
     def keep(s: Sample, rng: random.Random, kind: str, avoid: list[dict[str, Any]] = ()) -> None:
         s = distractors.pad(typed(s), p.tools_per_prompt, rng, avoid)
+        if p.type_flip and rng.random() < p.type_flip:  # (no draw at 0: older builds stay as they were)
+            s = flip_types(s, rng)
         if p.masking and rng.random() < p.masking:
-            s = mask(s, rng)
+            s = mask(s, rng, reserved)
         found = problem(s)
         if found:
             counts[f"dropped_{found[0]}"] += 1
@@ -204,6 +211,7 @@ def describe(samples: list[Sample]) -> dict[str, Any]:
             "by_category": dict(Counter((s.notes or "").split(";")[0] if s.source == "bfcl_live" else s.source
                                         for s in samples).most_common()),
             "masked": sum("masked" in (s.notes or "") for s in samples),
+            "types_flipped": sum("types flipped" in (s.notes or "") for s in samples),
             "calls_per_sample": dict(sorted(Counter(len(s.expected_calls) for s in samples).items())),
             "toolkits": len({s.toolkit for s in samples})}
 
@@ -227,7 +235,7 @@ def build(p: Any, meter: Any, exclude_requests: frozenset[str]) -> tuple:
             counts["live_request_also_held_back"] += 1
         else:
             base.append(s)
-    train = training_samples(base, p, p.seed, counts, meter.fit)
+    train = training_samples(base, p, p.seed, counts, meter.fit, reserved=bench_functions)
     held_back = {k: [(with_reply(s, p.seed), meter.tokens(s)) for s in part[k]] for k in ("dev", "transfer")}
     dropped = ("live_", "dropped_", "prompt")
     drops = {"dropped": Counter({k: v for k, v in counts.items() if k.startswith(dropped)}),

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common import bfcl_data
 from common.data.build import DataParams, build
@@ -96,7 +96,19 @@ class HeadlineParams(BaseModel):
     bfcl_limit: int | None = Field(None, ge=1, description="only the first N entries per category (a smoke run)")
     bfcl_max_new_tokens: int | None = Field(None, ge=1, description="BFCL's answer cap (default: the BFCL runner's 256)")
     untrained: bool = Field(True, description="evaluate the untrained model on the same sets (once for all recipes)")
-    call_gate: float | None = Field(None, gt=0, lt=1, description="a call gate chosen on dev; null: plain decoding")
+    call_gate: float | None = Field(None, gt=0, lt=1, description="a fixed call gate for every evaluation of "
+                                    "the recipe; null: plain decoding")
+    gate_from_dev: float | None = Field(None, gt=0, lt=1, description=(
+        "also choose a call gate on the dev split (plain decoding's P(call) there): the threshold that calls on "
+        "the most dev requests needing a call while answering at least this share of dev's no-call requests "
+        "without one; the gated model is then evaluated on every set and BFCL beside the plain one"))
+
+    @model_validator(mode="after")
+    def _gate_needs_dev(self) -> HeadlineParams:
+        if self.gate_from_dev is not None and ("dev" not in self.sets or self.call_gate is not None):
+            raise ValueError("gate_from_dev chooses the gate on the dev split: keep `dev` in `sets` and leave "
+                             "`call_gate` null")
+        return self
     wandb: WandbMode = Field("auto", description="online, offline, disabled, or auto")
 
 
@@ -110,11 +122,14 @@ def split_hash(card: dict[str, Any], split: str) -> str:
 
 
 def evaluate_sets(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any], specs: dict[str, str],
-                  keys: dict[str, str], timings: dict[str, float]) -> dict[str, Path]:
-    """Each set's evaluation of one model into folder/eval/<set><key>; their folders."""
+                  keys: dict[str, str], timings: dict[str, float], gate: float | None = None,
+                  suffix: str = "") -> dict[str, Path]:
+    """Each set's evaluation of one model into folder/eval/<set><key><suffix>; their folders.
+    `gate`: the call gate of a fine-tuned model (default `p.call_gate`)."""
     out = {}
+    gate = p.call_gate if gate is None else gate
     for which in p.sets:
-        dest = folder / "eval" / f"{which}{keys.get(which, '')}"
+        dest = folder / "eval" / f"{which}{keys.get(which, '')}{suffix}"
         spec = specs[which]
         if (dest / "run.json").is_file():
             # the folder is keyed by the split's content hash: another recipe's build of the same
@@ -122,7 +137,7 @@ def evaluate_sets(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, 
             spec = json.loads((dest / "run.json").read_text())["params"]["data"]
         overrides = {**p.eval_set, "model": p.model, **adapter, "data": spec, "latency_requests": 0,
                      "experiment": p.experiment, "wandb": p.wandb, "wandb_group": p.experiment,
-                     "run": f"{who}/{which}", "out": str(dest), "call_gate": p.call_gate if adapter else None}
+                     "run": f"{who}/{which}", "out": str(dest), "call_gate": gate if adapter else None}
         with ex.stage(f"evaluate {who} on {which}", timings):
             in_fresh_process(ex.evaluate_model, p.eval_params, overrides)
         out[which] = dest
@@ -139,18 +154,34 @@ def bfcl_key(p: HeadlineParams, gen: Any) -> str:
     return "" if what == default else "-" + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def run_bfcl(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any], timings: dict[str, float]) -> Path:
+def run_bfcl(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any], timings: dict[str, float],
+             gate: float | None = None, suffix: str = "") -> Path:
     from common.bfcl.run import run as bfcl_run  # (the BFCL runner imports the engines)
     gen = ex.eval_params(p.eval_params, {**p.eval_set, "model": p.model})
-    dest = folder / ("bfcl" + ("" if adapter else bfcl_key(p, gen)))
+    dest = folder / ("bfcl" + ("" if adapter else bfcl_key(p, gen)) + suffix)
+    gate = p.call_gate if gate is None else gate
     overrides = {"model": p.model, **adapter, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
-                 "call_gate": p.call_gate if adapter else "none", "experiment": p.experiment,
+                 "call_gate": (gate if gate is not None else "none") if adapter else "none", "experiment": p.experiment,
                  "run": f"{who}/bfcl", "out": str(dest), "wandb": p.wandb, "wandb_group": p.experiment,
                  **{k: getattr(gen, k) for k in ("format", "backend", "dtype", "device", "seed", "batch_size")
                     if k in p.eval_set}, **({"max_new_tokens": p.bfcl_max_new_tokens} if p.bfcl_max_new_tokens else {})}
     with ex.stage(f"BFCL {who}", timings):
         in_fresh_process(bfcl_run, overrides)
     return dest
+
+
+def dev_gate(p: HeadlineParams, dev_dir: Path, spec: str) -> dict[str, Any]:
+    """The call gate chosen on the dev split from plain decoding's P(call) at the first token
+    (`calibrate.choose_threshold`: the most calls at dev no-call accuracy >= `gate_from_dev`)."""
+    from common.evaluation.calibrate import choose_threshold
+    expects = {s.id: bool(s.expected_calls) for s in load_data(spec)}
+    rows = [json.loads(line) for line in (dev_dir / "predictions.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["id"] in expects and r.get("p_call") is not None]
+    if not rows:
+        raise ValueError(f"{shown(dev_dir)} records no P(call): the gate needs a format whose calls start with "
+                         "one token (hermes does), and a finished dev evaluation")
+    chosen = choose_threshold([r["p_call"] for r in rows], [expects[r["id"]] for r in rows], p.gate_from_dev)
+    return {**chosen, "chosen_on": shown(dev_dir), "data": spec}
 
 
 def run(p: HeadlineParams, command: str) -> dict[str, Any]:
@@ -179,6 +210,15 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     adapter = ex.adapter_of(tr)
     mine = evaluate_sets(p, p.recipe, folder, adapter, specs, keys, timings)
     bfcl_dir = run_bfcl(p, p.recipe, folder, adapter, timings) if p.bfcl else None
+    gated: dict[str, Any] | None = None
+    if p.gate_from_dev is not None:
+        gate = dev_gate(p, mine["dev"], specs["dev"])
+        write_json(folder / "call_gate.json", gate)
+        print(f"call gate chosen on dev: {gate['threshold']:.4f} (dev calls {gate['call_recall']:.1%}, "
+              f"no call {gate['no_call_accuracy']:.1%}, AUC {gate['auc']:.3f})")
+        g_evals = evaluate_sets(p, f"{p.recipe}+gate", folder, adapter, specs, keys, timings, gate["threshold"], "-gate")
+        g_bfcl = run_bfcl(p, f"{p.recipe}+gate", folder, adapter, timings, gate["threshold"], "-gate") if p.bfcl else None
+        gated = {"gate": {k: v for k, v in gate.items() if k != "samples"}, "dirs": g_evals, "bfcl_dir": g_bfcl}
     base: dict[str, Path] = {}
     base_bfcl = None
     if p.untrained:
@@ -200,6 +240,10 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
         "paired": {w: paired(mine[w], base[w]) for w in mine if w in base},
         "bfcl": bfcl_summary(bfcl_dir) if bfcl_dir else None,
         "untrained_bfcl": shown(base_bfcl) if base_bfcl else None,
+        "gated": {"gate": gated["gate"],
+                  "evals": {w: {"dir": shown(d), **kinetic_row(w, results_of(d))} for w, d in gated["dirs"].items()},
+                  "paired": {w: paired(d, base[w]) for w, d in gated["dirs"].items() if w in base},
+                  "bfcl": bfcl_summary(gated["bfcl_dir"]) if gated["bfcl_dir"] else None} if gated else None,
         "timings": timings, "provenance": provenance(), "complete": True}
     write_json(folder / "results.json", results)
     readme = write_report(report, p.headline)
@@ -260,15 +304,34 @@ def bfcl_table(found: dict[str, dict[str, Any]], headline: str, untrained: dict[
     for name, scores, source in PUBLISHED:
         lines.append(f"| {name} | " + " | ".join(_cell(scores.get(c)) for c in cats) + f" | n/a | n/a | {source} |")
     model = next((r["model"] for r in found.values()), "the model")
-    rows = ([(f"{model}, untrained", untrained)] if untrained else []) + [
-        (f"{r['model']} + recipe `{n}`" + (" (headline)" if n == headline else ""), r["bfcl"])
-        for n, r in sorted(found.items(), key=lambda kv: (kv[0] != headline, kv[0])) if r.get("bfcl")]
+    rows = [(f"{model}, untrained", untrained)] if untrained else []
+    for n, r in sorted(found.items(), key=lambda kv: (kv[0] != headline, kv[0])):
+        name = f"{r['model']} + recipe `{n}`" + (" (headline)" if n == headline else "")
+        rows += [(name, r["bfcl"])] if r.get("bfcl") else []
+        if (r.get("gated") or {}).get("bfcl"):
+            rows.append((f"{name}, call gate chosen on dev ({gate_text(r['gated']['gate'])})", r["gated"]["bfcl"]))
     for name, b in rows:
         per = b["per_category"]
         lines.append(f"| {name} | " + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy"),
                                                        TARGET[c] if "recipe" in name else None) for c in cats)
                      + f" | {_cell((per.get('irrelevance') or {}).get('parse_valid_no_call'))}"
                      + f" | {pct(b['agreement'])} | this repository, `{b['dir']}` |")
+    return lines
+
+
+def gate_text(gate: dict[str, Any]) -> str:
+    return f"P(call) ≥ {gate['threshold']:.3f}: dev no-call accuracy ≥ {pct(gate['target_no_call_accuracy'])}"
+
+
+def paired_rows(paired_sets: dict[str, Any]) -> list[str]:
+    lines = ["| set | n | recipe | untrained | difference (95% paired bootstrap CI) | McNemar p |",
+             "|---|---|---|---|---|---|"]
+    for which, d in paired_sets.items():
+        diff = d["difference"]
+        ci = diff.get("ci") or [float("nan")] * 2
+        lines.append(f"| {SET_TEXT[which]} | {d['n']} | {pct(d['accuracy'])} | {pct(d['untrained_accuracy'])} | "
+                     f"{100 * diff['difference']:+.1f} ({100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}) | "
+                     f"{d['mcnemar_exact_p']:.3g} |")
     return lines
 
 
@@ -296,29 +359,29 @@ def write_report(report: Path, headline: str) -> Path:
         lines += ["## The headline recipe against the untrained model, paired", "",
                   (f"Recipe `{headline}` ({head['description']}): {head['recipe_text']}; "
                    f"{head['train']['data']['train']['sequences']} training samples of `{head['data']['build']}`, "
-                   f"{head['train']['steps']} steps."), "",
-                  "| set | n | recipe | untrained | difference (95% paired bootstrap CI) | McNemar p |",
-                  "|---|---|---|---|---|---|"]
-        for which, d in head["paired"].items():
-            diff = d["difference"]
-            ci = diff.get("ci") or [float("nan")] * 2
-            lines.append(f"| {SET_TEXT[which]} | {d['n']} | {pct(d['accuracy'])} | {pct(d['untrained_accuracy'])} | "
-                         f"{100 * diff['difference']:+.1f} ({100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}) | "
-                         f"{d['mcnemar_exact_p']:.3g} |")
-        lines.append("")
+                   f"{head['train']['steps']} steps. Plain greedy decoding."), "", *paired_rows(head["paired"]), ""]
+        if head.get("gated") and head["gated"]["paired"]:
+            lines += [(f"With the call gate chosen on the dev split ({gate_text(head['gated']['gate'])}; on dev it "
+                       f"calls on {pct(head['gated']['gate']['call_recall'])} of the requests that need a call; the "
+                       "dev row is where the threshold was chosen):"), "", *paired_rows(head["gated"]["paired"]), ""]
     lines += ["## Ablations: what each ingredient adds", "",
               "Same model, training budget and dev split; BFCL once per recipe.", "",
               "| recipe | what | training samples | no-call share | dev accuracy | dev no-tool acc. | "
               + " | ".join(bfcl_data.BENCHMARK_CATEGORIES) + " |", "|---" * (6 + len(bfcl_data.BENCHMARK_CATEGORIES)) + "|"]
     for name, r in sorted(found.items()):
-        dev = r["evals"].get("dev") or {}
         live = (r["data"].get("live") or {}).get("train") or {}
-        per = (r.get("bfcl") or {}).get("per_category") or {}
-        lines.append(f"| `{name}` | {r['description']} | {r['train']['data']['train']['sequences']} | "
-                     f"{pct(live.get('no_call_share'))} | {_cell(dev.get('accuracy'))} | "
-                     f"{_cell(dev.get('no_tool_accuracy'))} | "
-                     + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy")) for c in bfcl_data.BENCHMARK_CATEGORIES)
-                     + " |")
+        variants = [(f"`{name}`", r["description"], r["evals"], r.get("bfcl"))]
+        if r.get("gated"):
+            what = f"the same adapter, call gate chosen on dev ({gate_text(r['gated']['gate'])})"
+            variants.append((f"`{name}` + gate", what, r["gated"]["evals"], r["gated"]["bfcl"]))
+        for label, what, evals, bfcl in variants:
+            dev = evals.get("dev") or {}
+            per = (bfcl or {}).get("per_category") or {}
+            lines.append(f"| {label} | {what} | {r['train']['data']['train']['sequences']} | "
+                         f"{pct(live.get('no_call_share'))} | {_cell(dev.get('accuracy'))} | "
+                         f"{_cell(dev.get('no_tool_accuracy'))} | "
+                         + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy"))
+                                      for c in bfcl_data.BENCHMARK_CATEGORIES) + " |")
     lines += ["", "## Commands", "", *(f"- `{r['command']}`" for r in found.values()), ""]
     path = report / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
