@@ -117,10 +117,12 @@ def test_the_dev_gate_is_chosen_on_dev_predictions_at_the_asked_no_call_accuracy
 def test_the_shipped_recipe_and_ablations_validate_and_a_typo_is_named():
     p = load_params(headline.HeadlineParams, ["params/headline.yaml"])
     assert p.recipe == p.headline == "full" and p.sets == ["dev", "transfer", "held_out", "suite"]
+    assert p.call_gate is None and p.gate_from_dev == 0.8  # plain rows, and a gate chosen on dev beside them
     names = {p.recipe: load_params(DataParams, p.data_params, p.data_set).name}
     for path in sorted((ROOT / "params" / "headline").glob("*.yaml")):
         a = load_params(headline.HeadlineParams, ["params/headline.yaml", str(path)])
         names[a.recipe] = load_params(DataParams, a.data_params, a.data_set).name
+        assert a.gate_from_dev is None and not a.untrained  # ablations: plain decoding, the untrained rows once
     assert len(names) == 5  # each ablation its own recipe name, and its own build where its data differ
     assert len(set(names.values())) == 4 and names["pythonic"] == names["full"]
     with pytest.raises(ParamsError, match="sets"):
