@@ -93,6 +93,11 @@ def test_flipped_types_change_schema_and_answer_alike_and_only_for_whole_numbers
     assert flipped.expected_calls[0].arguments["radius"] == [5] and isinstance(target_calls(flipped)[0].arguments[
         "radius"], int)
     assert WEATHER["function"]["parameters"]["properties"]["days"]["type"] == "integer"  # the input is not touched
+    # never flipped: a value too large to write alike as int and float, or to integer past a fractional default
+    big = _sample("g", [AREA], "area of radius 1e16", [ExpectedCall(name="circle_area", arguments={"radius": [1e16]})])
+    half = _tool("circle_area", {"radius": {"type": "number", "default": 0.5}}, [], "Area of a circle.")
+    frac = _sample("h", [half], "area of radius 5", [ExpectedCall(name="circle_area", arguments={"radius": [5.0]})])
+    assert all(live.flip_types(x, random.Random(i)) == x for x in (big, frac) for i in range(20))
 
 
 def test_a_swapped_value_changes_request_and_answer_alike():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from common.evaluation.calibrate import choose_threshold, used_ids
@@ -24,6 +25,10 @@ def test_threshold_keeps_the_no_call_accuracy_and_calls_as_much_as_it_can():
 def test_threshold_can_be_never_call_and_needs_both_kinds():
     g = choose_threshold([0.2, 0.9], [True, False], 0.99)
     assert g["call_recall"] == 0.0 and g["no_call_accuracy"] == 1.0 and g["threshold"] > 0.9
+    # the gate compares float32 P(call): "never call" must stay above the top value in float32 too
+    top = float(np.float32(0.9))
+    g = choose_threshold([0.2, top], [True, False], 0.99)
+    assert not np.float32(top) >= np.float32(g["threshold"])
     with pytest.raises(ValueError, match="all of one kind"):
         choose_threshold([0.2, 0.4], [True, True], 0.8)
 

@@ -64,8 +64,10 @@ def typed(sample: Sample) -> Sample:
 
 
 def _whole_numbers(values: list[Any]) -> bool:
-    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer()
-                                for v in values)
+    """Whole numbers only, each below 1e15 (written the same as int and as float; larger ones
+    lose digits as floats and print as 1e+16)."""
+    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e15
+                                and float(v).is_integer() for v in values)
 
 
 def flip_types(sample: Sample, rng: random.Random) -> Sample:
@@ -83,7 +85,7 @@ def flip_types(sample: Sample, rng: random.Random) -> Sample:
     for (name, key), vs in values.items():
         schema = _declared(functions[name], key)
         if schema.get("type") in ("integer", "number") and "enum" not in schema and _whole_numbers(vs) \
-                and rng.random() < 0.5:
+                and (schema.get("default") is None or _whole_numbers([schema["default"]])) and rng.random() < 0.5:
             flipped[(name, key)] = "number" if schema["type"] == "integer" else "integer"
     if not flipped:
         return sample

@@ -230,7 +230,7 @@ def build(p: DataParams, force: bool = False) -> dict[str, Any]:
     config = p.model_dump()
     if (out / "data_card.json").is_file() and not force:
         card = json.loads((out / "data_card.json").read_text())
-        if same_build(card.get("params") or {}, config):
+        if "params" in card and same_build(card["params"], config):
             print(f"{out} is already built with these parameters; nothing to do (--force rebuilds)")
             return card
         raise FileExistsError(f"{out} holds a build with other parameters; pass --force to replace it, "

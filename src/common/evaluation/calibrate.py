@@ -97,7 +97,9 @@ def choose_threshold(p_call: list[float], expects_call: list[bool], no_call_accu
                          f"these {len(y)} are all of one kind")
     # Candidates: every observed value (calling at and above it) and "never call".
     # (kept strictly inside (0, 1), as the gate requires, before choosing, so the choice holds)
-    candidates = np.unique(np.clip(np.concatenate([p, [np.nextafter(p.max(), 1.0)]]), 1e-6, 1 - 1e-6))
+    # ("never call" is the next float32 above the largest P(call): the gate compares float32 values)
+    never = float(np.nextafter(np.float32(p.max()), np.float32(1.0)))
+    candidates = np.unique(np.clip(np.concatenate([p, [never]]), 1e-6, 1 - 1e-6))
     best = None
     for t in candidates:
         call = p >= t
