@@ -39,7 +39,7 @@ from common.evaluation.metrics import head_to_head, paired_difference
 from common.experiments import steps as ex
 from common.experiments.compare import kinetic_row, results_of, verdicts
 from common.experiments.quickstart import in_fresh_process, recipe_text
-from common.jsonio import write_json
+from common.jsonio import read_jsonl, write_json
 from common.markdown import pct
 from common.params import (
     DEFAULT_MODEL,
@@ -163,7 +163,7 @@ def run_bfcl(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any],
     dest = folder / ("bfcl" + ("" if adapter else bfcl_key(p, gen)) + suffix)
     gate = p.call_gate if gate is None else gate
     overrides = {"model": p.model, **adapter, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
-                 "call_gate": (gate if gate is not None else "none") if adapter else "none", "experiment": p.experiment,
+                 "call_gate": gate if adapter and gate is not None else "none", "experiment": p.experiment,
                  "run": f"{who}/bfcl", "out": str(dest), "wandb": p.wandb, "wandb_group": p.experiment,
                  **{k: getattr(gen, k) for k in ("format", "backend", "dtype", "device", "seed", "batch_size")
                     if k in p.eval_set}, **({"max_new_tokens": p.bfcl_max_new_tokens} if p.bfcl_max_new_tokens else {})}
@@ -177,8 +177,8 @@ def dev_gate(p: HeadlineParams, dev_dir: Path, spec: str) -> dict[str, Any]:
     (`calibrate.choose_threshold`: the most calls at dev no-call accuracy >= `gate_from_dev`)."""
     from common.evaluation.calibrate import choose_threshold
     expects = {s.id: bool(s.expected_calls) for s in load_data(spec)}
-    rows = [json.loads(line) for line in (dev_dir / "predictions.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["id"] in expects and r.get("p_call") is not None]
+    rows = [r for r in read_jsonl(dev_dir / "predictions.jsonl", ("id",))
+            if r["id"] in expects and r.get("p_call") is not None]
     if not rows:
         raise ValueError(f"{shown(dev_dir)} records no P(call): the gate needs a format whose calls start with "
                          "one token (hermes does), and a finished dev evaluation")
