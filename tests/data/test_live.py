@@ -203,6 +203,9 @@ def test_the_live_build_holds_toolkits_back_and_never_leaks(tmp_path):
     used = set(card["bfcl_live_ids_in_train"])  # every real request the training part draws on, composed or not
     assert {s.id.split("#")[0] for s in train if s.source == "bfcl_live"} <= used
     assert not used & {s.id for s in dev + transfer}
+    # held-back splits in a seeded order, not BFCL's category order: the first few hold both kinds
+    for xs in (dev, transfer):
+        assert len({bool(s.expected_calls) for s in xs[:10]}) == 2
 
 
 def test_the_live_mix_refuses_other_sources(tmp_path):

@@ -175,7 +175,7 @@ def run_bfcl(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any],
 def dev_gate(p: HeadlineParams, dev_dir: Path, spec: str) -> dict[str, Any]:
     """The call gate chosen on the dev split from plain decoding's P(call) at the first token
     (`calibrate.choose_threshold`: the most calls at dev no-call accuracy >= `gate_from_dev`)."""
-    from common.evaluation.calibrate import choose_threshold
+    from common.evaluation.calibrate import choose_threshold  # (calibrate imports the engines: torch)
     expects = {s.id: bool(s.expected_calls) for s in load_data(spec)}
     rows = [r for r in read_jsonl(dev_dir / "predictions.jsonl", ("id",))
             if r["id"] in expects and r.get("p_call") is not None]
