@@ -73,6 +73,17 @@ def built_split(spec: str) -> tuple[Path, str] | None:
     return None
 
 
+def split_sha256(spec: str) -> str | None:
+    """The content hash its data card gives a built split (None for files, suites and BFCL):
+    what a run records of its data, so a later rebuild that changed it shows."""
+    built = built_split(spec)
+    if built is None:
+        return None
+    path, split = built
+    card = json.loads((path / "data_card.json").read_text())
+    return (card.get("splits", {}).get(split) or {}).get("content_sha256")
+
+
 def portable_data(spec: str) -> str:
     """A data spec as a run records it: a file or a build by its portable path."""
     if spec.startswith((SUITE_PREFIX, BFCL_PREFIX)):

@@ -17,7 +17,7 @@ from common.data.values import sample_value
 from common.params import ParamsError, load_params
 from common.samples import ExpectedCall, Sample
 from common.schemas import SchemaProblem, normalize_function, validate_arguments
-from common.sources import load_data, load_split
+from common.sources import load_data, load_split, split_sha256
 
 
 # -- schemas --------------------------------------------------------------------------
@@ -230,6 +230,10 @@ def test_build_writes_balanced_splits_and_a_card(built):
     assert json.loads((out / "data_card.json").read_text())["splits"]["eval"]["samples"] == 12
     assert [s.id for s in load_data(str(out))] == [s.id for s in evals]
     assert len(load_data(f"{out}:train")) == len(train)
+    # what a training run records of its data: the card's hash of the split it read
+    assert split_sha256(f"{out}:train") == card["splits"]["train"]["content_sha256"]
+    assert split_sha256(str(out)) == card["splits"]["eval"]["content_sha256"]
+    assert split_sha256("suite:everyday_tools") is None
 
 
 def test_same_parameters_give_identical_datasets(built, tmp_path):

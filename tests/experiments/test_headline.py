@@ -53,6 +53,7 @@ def test_a_recipe_and_its_ablation_make_one_report(roots, capsys):
     assert "parse_valid_no_call" in full["bfcl"]["per_category"]["irrelevance"]
     assert (report / "full" / "train" / "history.json").is_file()
     dev_dir = full["evals"]["dev"]["dir"]
+    assert full["data"]["trained_on_sha256"] == full["data"]["splits"]["train"]["sha256"]  # recorded by training
     assert dev_dir.endswith("dev-" + full["data"]["splits"]["eval"]["sha256"][:8])
     # an ablation beside it: its own data and run, the same untrained evaluations (nothing regenerated)
     ablation = headline.run(_params(roots, recipe="real-only", description="real requests only",
@@ -112,6 +113,29 @@ def test_the_dev_gate_is_chosen_on_dev_predictions_at_the_asked_no_call_accuracy
         headline.dev_gate(_params(tmp_path, gate_from_dev=0.75), dev, str(spec))
     with pytest.raises(ValueError, match="keep `dev`"):
         _params(tmp_path, gate_from_dev=0.8, sets=["transfer"])
+
+
+def _recipe_results(name: str, trained_on: str | None) -> dict:
+    row = {"accuracy": 0.5, "no_tool_accuracy": 0.5}
+    return {"recipe": name, "complete": True, "description": f"{name} data", "model": "m", "command": "cmd",
+            "recipe_text": "LoRA", "train": {"steps": 2, "data": {"train": {"sequences": 4}}},
+            "data": {"build": "data/x", "live": None, "trained_on_sha256": trained_on,
+                     "splits": {"train": {"samples": 4, "sha256": "a" * 64}}},
+            "evals": {"dev": row}, "paired": {}, "bfcl": None, "gated": None}
+
+
+@pytest.mark.parametrize(("trained_on", "said"), [
+    ("a" * 64, None), ("b" * 64, "trained on another build of this data** (train split sha256 bbbbbbbb, the build "
+                                 "now aaaaaaaa)"), (None, "did not record its split's hash")])
+def test_the_report_says_when_an_adapter_trained_on_another_build(tmp_path, trained_on, said):
+    for name, had in (("full", trained_on), ("other", trained_on)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(_recipe_results(name, had)))
+    text = headline.write_report(tmp_path, "full").read_text()
+    assert ("another build" in text) == (said is not None and "another" in said)
+    assert ("| `other` † |" in text) == (trained_on == "b" * 64)
+    if said:
+        assert said in text
 
 
 def test_the_shipped_recipe_and_ablations_validate_and_a_typo_is_named():

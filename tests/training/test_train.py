@@ -302,6 +302,7 @@ def test_a_run_saves_its_curves_and_results(tmp_path, data_file):
     assert saved["throughput"]["tokens"] > 0 and saved["throughput"]["tokens_per_s"] > 0
     assert saved["provenance"]["git"]["commit"] and saved["params"]["seed"] == 42
     assert results["data"]["train"]["sequences"] == 40
+    assert results["data"]["train"]["split_sha256"] is None  # a JSONL file, not a build with a card
 
 
 class Interrupt(TrainerCallback):

@@ -1,0 +1,175 @@
+"""The headline recipe's report (`common.experiments.headline`): BFCL beside the published small
+models, the headline recipe against the untrained model on each set, and the ablation table,
+drawn from every finished recipe's results.json under the report folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from common import bfcl_data
+from common.experiments.compare import results_of
+from common.jsonio import write_json
+from common.markdown import pct
+from common.provenance import local_path, shown
+
+SET_TEXT = {"dev": "dev split (live toolkits held back; recipes are chosen here)",
+            "transfer": "transfer split (live toolkits never trained on; tested once)",
+            "held_out": "the project's held-out set (data/offline-default, 300 written + real requests)",
+            "suite": "the 40-case everyday suite"}
+# Published non-live BFCL scores of small models (issue 18's table): simple is the leaderboard's
+# mean of python, java and javascript where marked, irrelevance non-live.
+PUBLISHED = [
+    ("FunctionGemma-270M-it (the target)", {"simple_python": 0.616, "multiple": 0.635, "parallel": 0.39,
+                                            "parallel_multiple": 0.295, "irrelevance": 0.737},
+     "google/functiongemma-270m-it model card"),
+    ("Granite-4.0-350M", {"simple_python": 0.83, "multiple": 0.845, "parallel": 0.70, "parallel_multiple": 0.555,
+                          "irrelevance": 0.767}, "BFCL v4 leaderboard"),
+    ("Hammer2.1-0.5B", {"simple_python": 0.833, "multiple": 0.81, "parallel": 0.69, "parallel_multiple": 0.515,
+                        "irrelevance": 0.85}, "BFCL v4 leaderboard"),
+    ("Qwen3-0.6B (FC)", {"simple_python": 0.642, "multiple": 0.86, "parallel": 0.675, "parallel_multiple": 0.695,
+                         "irrelevance": 0.808}, "BFCL v4 leaderboard"),
+    ("xLAM-1b-fc-r", {"simple_python": 0.717, "multiple": 0.86, "parallel": 0.05, "parallel_multiple": 0.02,
+                      "irrelevance": 0.067}, "BFCL v3"),
+]
+TARGET = PUBLISHED[0][1]
+
+
+def bfcl_summary(folder: Path) -> dict[str, Any]:
+    res = results_of(folder)
+    b = res["metrics"]["bfcl"]
+    return {"dir": shown(folder), "agreement": b["agreement"], "leaderboard": b["leaderboard"],
+            "per_category": {c: {k: d.get(k) for k in ("n", "bfcl_accuracy", "bfcl_accuracy_ci95", "project_accuracy",
+                                                         "agreement", "parse_valid_no_call", "bfcl_error_types")}
+                             for c, d in b["per_category"].items()},
+            "decision": res["metrics"].get("decision")}
+
+
+# -- the report ----------------------------------------------------------------------
+def recipes(report: Path) -> dict[str, dict[str, Any]]:
+    """Every finished recipe under `report`, by name."""
+    out = {}
+    for path in sorted(report.glob("*/results.json")):
+        r = json.loads(path.read_text())
+        if r.get("complete") and "recipe" in r:
+            out[r["recipe"]] = r
+    return out
+
+
+def _cell(value: float | None, target: float | None = None) -> str:
+    if value is None:
+        return "n/a"
+    mark = "" if target is None else (" ✓" if value >= target else " ✗")
+    return pct(value) + mark
+
+
+def bfcl_table(found: dict[str, dict[str, Any]], headline: str, untrained: dict[str, Any] | None) -> list[str]:
+    cats = list(bfcl_data.BENCHMARK_CATEGORIES)
+    lines = ["| model | " + " | ".join(cats) + " | irrelevance: parse-valid no call | checkers agree | source |",
+             "|---" * (len(cats) + 4) + "|"]
+    for name, scores, source in PUBLISHED:
+        lines.append(f"| {name} | " + " | ".join(_cell(scores.get(c)) for c in cats) + f" | n/a | n/a | {source} |")
+    model = next((r["model"] for r in found.values()), "the model")
+    rows = [(f"{model}, untrained", untrained)] if untrained else []
+    for n, r in sorted(found.items(), key=lambda kv: (kv[0] != headline, kv[0])):
+        name = f"{r['model']} + recipe `{n}`" + (" (headline)" if n == headline else "")
+        rows += [(name, r["bfcl"])] if r.get("bfcl") else []
+        if (r.get("gated") or {}).get("bfcl"):
+            rows.append((f"{name}, call gate chosen on dev ({gate_text(r['gated']['gate'])})", r["gated"]["bfcl"]))
+    for name, b in rows:
+        per = b["per_category"]
+        lines.append(f"| {name} | " + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy"),
+                                                       TARGET[c] if "recipe" in name else None) for c in cats)
+                     + f" | {_cell((per.get('irrelevance') or {}).get('parse_valid_no_call'))}"
+                     + f" | {pct(b['agreement'])} | this repository, `{b['dir']}` |")
+    return lines
+
+
+def trained_on_text(r: dict[str, Any]) -> str:
+    """A warning when the adapter's training split is not the build's (rebuilt since); '' when it is."""
+    had, now = r["data"].get("trained_on_sha256"), r["data"]["splits"]["train"]["sha256"]
+    if had is None:
+        return " (The training run did not record its split's hash: runs before 2026-11-30 did not.)"
+    return "" if had == now else (f" **The adapter trained on another build of this data** (train split sha256 "
+                                  f"{had[:8]}, the build now {now[:8]}).")
+
+
+def gate_text(gate: dict[str, Any]) -> str:
+    return f"P(call) ≥ {gate['threshold']:.3f}: dev no-call accuracy ≥ {pct(gate['target_no_call_accuracy'])}"
+
+
+def paired_rows(paired_sets: dict[str, Any]) -> list[str]:
+    lines = ["| set | n | recipe | untrained | difference (95% paired bootstrap CI) | McNemar p |",
+             "|---|---|---|---|---|---|"]
+    for which, d in paired_sets.items():
+        diff = d["difference"]
+        ci = diff.get("ci") or [float("nan")] * 2
+        lines.append(f"| {SET_TEXT[which]} | {d['n']} | {pct(d['accuracy'])} | {pct(d['untrained_accuracy'])} | "
+                     f"{100 * diff['difference']:+.1f} ({100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}) | "
+                     f"{d['mcnemar_exact_p']:.3g} |")
+    return lines
+
+
+def untrained_bfcl(found: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    for r in found.values():
+        if r.get("untrained_bfcl") and (local_path(r["untrained_bfcl"]) / "results.json").is_file():
+            return bfcl_summary(local_path(r["untrained_bfcl"]))
+    return None
+
+
+def write_report(report: Path, headline: str) -> Path:
+    found = recipes(report)
+    head = found.get(headline)
+    model = head["model"] if head else next((r["model"] for r in found.values()), "the model")
+    lines = [f"# The headline recipe: {model} fine-tuned for BFCL", "",
+             ("Made by `python -m common.experiments.headline params/headline.yaml` (issue 18); each recipe's "
+              "folder holds its `results.json`, training history and evaluation folders (predictions stay local). "
+              "BFCL's non-live categories are scored by BFCL's own AST checker; every recipe was chosen on the dev "
+              "split and run on BFCL once, plain, and, where a call gate was chosen on dev, once more with it "
+              "(LOG.md lists every run)."), "",
+             "## BFCL non-live, BFCL's checker", "",
+             ("Published rows: the leaderboard's `simple` is the mean of python, java and javascript; ours is "
+              "simple_python alone. ✓/✗: at or above FunctionGemma-270M's score in that category."), "",
+             *bfcl_table(found, headline, untrained_bfcl(found)), ""]
+    if head:
+        lines += ["## The headline recipe against the untrained model, paired", "",
+                  (f"Recipe `{headline}` ({head['description']}): {head['recipe_text']}; "
+                   f"{head['train']['data']['train']['sequences']} training samples of `{head['data']['build']}`, "
+                   f"{head['train']['steps']} steps. Plain greedy decoding.{trained_on_text(head)}"), "",
+                  *paired_rows(head["paired"]), ""]
+        if head.get("gated") and head["gated"]["paired"]:
+            lines += [(f"With the call gate chosen on the dev split ({gate_text(head['gated']['gate'])}; on dev it "
+                       f"calls on {pct(head['gated']['gate']['call_recall'])} of the requests that need a call; the "
+                       "dev row is where the threshold was chosen):"), "", *paired_rows(head["gated"]["paired"]), ""]
+    lines += ["## Ablations: what each ingredient adds", "",
+              ("Same model, training budget and dev split; BFCL once per recipe and decoding. A gated row's dev "
+               "accuracy is in-sample for its threshold (chosen on those predictions)."), "",
+              "| recipe | what | training samples | no-call share | dev accuracy | dev no-tool acc. | "
+              + " | ".join(bfcl_data.BENCHMARK_CATEGORIES) + " |", "|---" * (6 + len(bfcl_data.BENCHMARK_CATEGORIES)) + "|"]
+    for name, r in sorted(found.items()):
+        live = (r["data"].get("live") or {}).get("train") or {}
+        other = r["data"].get("trained_on_sha256") not in (None, r["data"]["splits"]["train"]["sha256"])
+        variants = [(f"`{name}`" + (" †" if other else ""), r["description"], r["evals"], r.get("bfcl"))]
+        if r.get("gated"):
+            what = f"the same adapter, call gate chosen on dev ({gate_text(r['gated']['gate'])}; dev: in-sample)"
+            variants.append((f"`{name}` + gate", what, r["gated"]["evals"], r["gated"]["bfcl"]))
+        for label, what, evals, bfcl in variants:
+            dev = evals.get("dev") or {}
+            per = (bfcl or {}).get("per_category") or {}
+            lines.append(f"| {label} | {what} | {r['train']['data']['train']['sequences']} | "
+                         f"{pct(live.get('no_call_share'))} | {_cell(dev.get('accuracy'))} | "
+                         f"{_cell(dev.get('no_tool_accuracy'))} | "
+                         + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy"))
+                                      for c in bfcl_data.BENCHMARK_CATEGORIES) + " |")
+    if any(r["data"].get("trained_on_sha256") not in (None, r["data"]["splits"]["train"]["sha256"])
+           for r in found.values()):
+        lines += ["", "† trained on another build of its data than the one its folder names (see its results.json)."]
+    lines += ["", "## Commands", "", *(f"- `{r['command']}`" for r in found.values()), ""]
+    path = report / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    write_json(report / "results.json", {"headline": headline, "recipes": sorted(found),
+                                         "target": TARGET, "published": [list(x) for x in PUBLISHED]})
+    return path
+
