@@ -236,7 +236,7 @@ def build(p: Any, meter: Any, exclude_requests: frozenset[str]) -> tuple:
         else:
             base.append(s)
     train = training_samples(base, p, p.seed, counts, meter.fit, reserved=bench_functions)
-    # seeded order, not BFCL's category order: a run that reads the first N (`limit`) gets every kind
+    # a seeded random order, not BFCL's category order: the first N (a run's `limit`) are a random draw
     held_back = {k: [(with_reply(s, p.seed), meter.tokens(s)) for s in part[k]] for k in ("dev", "transfer")}
     for k, rows in held_back.items():
         random.Random(f"{p.seed}:{k}-order").shuffle(rows)

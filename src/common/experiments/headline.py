@@ -191,7 +191,7 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     if trained_on and trained_on != card["splits"]["train"]["content_sha256"]:
         print(f"warning: {shown(ex.run_dir(tr))} trained on another build of {shown(build_dir)} (train split "
               f"{trained_on[:8]}, now {card['splits']['train']['content_sha256'][:8]}); the report says so. "
-              "Delete that run folder to train on this build.", flush=True)
+              "Delete that run folder and the recipe's report folder to train and evaluate on this build.", flush=True)
     specs = {w: data_spec(w, build_dir, held_p.out_dir()) for w in SETS}
     keys = {w: f"-{split_hash(c, split)}" for w, c, split in (("dev", card, "eval"), ("transfer", card, "transfer"),
                                                                 ("held_out", held_card, "eval")) if w in p.sets}

@@ -90,7 +90,7 @@ def trained_on_text(r: dict[str, Any]) -> str:
     """A warning when the adapter's training split is not the build's (rebuilt since); '' when it is."""
     had, now = r["data"].get("trained_on_sha256"), r["data"]["splits"]["train"]["sha256"]
     if had is None:
-        return " (The training run did not record its split's hash: runs before 2026-11-30 did not.)"
+        return " (The training run did not record its split's hash: runs made before commit 3d3e321 did not.)"
     return "" if had == now else (f" **The adapter trained on another build of this data** (train split sha256 "
                                   f"{had[:8]}, the build now {now[:8]}).")
 
@@ -153,7 +153,7 @@ def write_report(report: Path, headline: str) -> Path:
         variants = [(f"`{name}`" + (" †" if other else ""), r["description"], r["evals"], r.get("bfcl"))]
         if r.get("gated"):
             what = f"the same adapter, call gate chosen on dev ({gate_text(r['gated']['gate'])}; dev: in-sample)"
-            variants.append((f"`{name}` + gate", what, r["gated"]["evals"], r["gated"]["bfcl"]))
+            variants.append((f"`{name}` + gate" + (" †" if other else ""), what, r["gated"]["evals"], r["gated"]["bfcl"]))
         for label, what, evals, bfcl in variants:
             dev = evals.get("dev") or {}
             per = (bfcl or {}).get("per_category") or {}
