@@ -115,6 +115,18 @@ def test_the_dev_gate_is_chosen_on_dev_predictions_at_the_asked_no_call_accuracy
         _params(tmp_path, gate_from_dev=0.8, sets=["transfer"])
 
 
+def test_a_run_trained_on_another_build_is_named_with_the_fix(tmp_path, capsys):
+    card = {"splits": {"train": {"content_sha256": "a" * 64}}}
+    tr = {"data": {"train": {"split_sha256": "b" * 64}}, "outputs": {"adapter": str(tmp_path / "run" / "adapter")}}
+    assert headline.trained_on_split(tr, card, tmp_path / "data") == "b" * 64
+    said = capsys.readouterr().out
+    assert "trained on another build" in said and "(train split bbbbbbbb, now aaaaaaaa)" in said
+    assert "Delete that run folder and the recipe's report folder" in said
+    tr["data"]["train"]["split_sha256"] = "a" * 64
+    assert headline.trained_on_split(tr, card, tmp_path / "data") == "a" * 64 and not capsys.readouterr().out
+    assert headline.trained_on_split({"data": {"train": {}}}, card, tmp_path) is None  # a run from before the hash
+
+
 def _recipe_results(name: str, trained_on: str | None) -> dict:
     row = {"accuracy": 0.5, "no_tool_accuracy": 0.5}
     return {"recipe": name, "complete": True, "description": f"{name} data", "model": "m", "command": "cmd",
@@ -125,8 +137,10 @@ def _recipe_results(name: str, trained_on: str | None) -> dict:
 
 
 @pytest.mark.parametrize(("trained_on", "said"), [
-    ("a" * 64, None), ("b" * 64, "trained on another build of this data** (train split sha256 bbbbbbbb, the build "
-                                 "now aaaaaaaa)"), (None, "did not record its split's hash")])
+    ("a" * 64, None),
+    ("b" * 64, ("trained on another build of this data** (train split sha256 bbbbbbbb, the build "
+                "now aaaaaaaa)")),
+    (None, "did not record its split's hash")])
 def test_the_report_says_when_an_adapter_trained_on_another_build(tmp_path, trained_on, said):
     for name, had in (("full", trained_on), ("other", trained_on)):
         (tmp_path / name).mkdir()

@@ -167,6 +167,17 @@ def dev_gate(p: HeadlineParams, dev_dir: Path, spec: str) -> dict[str, Any]:
     return {**chosen, "chosen_on": shown(dev_dir), "data": spec}
 
 
+def trained_on_split(tr: dict[str, Any], card: dict[str, Any], build_dir: Path) -> str | None:
+    """The train split's hash the run recorded (None before it did); a warning when the build has changed since."""
+    had = ((tr.get("data") or {}).get("train") or {}).get("split_sha256")
+    now = card["splits"]["train"]["content_sha256"]
+    if had and had != now:
+        print(f"warning: {shown(ex.run_dir(tr))} trained on another build of {shown(build_dir)} (train split "
+              f"{had[:8]}, now {now[:8]}); the report says so. Delete that run folder and the recipe's report "
+              "folder to train and evaluate on this build.", flush=True)
+    return had
+
+
 def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -187,11 +198,7 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
         card = in_fresh_process(build, data_p)
     with ex.stage(f"train {p.recipe}", timings):
         tr = in_fresh_process(ex.train, "sft", p.sft_params, sft_set)
-    trained_on = ((tr.get("data") or {}).get("train") or {}).get("split_sha256")
-    if trained_on and trained_on != card["splits"]["train"]["content_sha256"]:
-        print(f"warning: {shown(ex.run_dir(tr))} trained on another build of {shown(build_dir)} (train split "
-              f"{trained_on[:8]}, now {card['splits']['train']['content_sha256'][:8]}); the report says so. "
-              "Delete that run folder and the recipe's report folder to train and evaluate on this build.", flush=True)
+    trained_on = trained_on_split(tr, card, build_dir)
     specs = {w: data_spec(w, build_dir, held_p.out_dir()) for w in SETS}
     keys = {w: f"-{split_hash(c, split)}" for w, c, split in (("dev", card, "eval"), ("transfer", card, "transfer"),
                                                                 ("held_out", held_card, "eval")) if w in p.sets}
