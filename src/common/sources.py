@@ -19,6 +19,7 @@ from typing import Any
 
 from common import bfcl_data
 from common.errors import UserError
+from common.jsonio import read_json
 from common.provenance import local_path, portable_path
 from common.samples import Sample, read_samples, validate_rows
 
@@ -80,7 +81,7 @@ def split_sha256(spec: str) -> str | None:
     if built is None:
         return None
     path, split = built
-    card = json.loads((path / "data_card.json").read_text())
+    card = read_json(path / "data_card.json", "data card")
     return (card.get("splits", {}).get(split) or {}).get("content_sha256")
 
 

@@ -86,6 +86,11 @@ def bfcl_table(found: dict[str, dict[str, Any]], headline: str, untrained: dict[
     return lines
 
 
+def trained_elsewhere(r: dict[str, Any]) -> bool:
+    """Whether the recipe's adapter recorded a training split other than its build's (rebuilt since)."""
+    return r["data"].get("trained_on_sha256") not in (None, r["data"]["splits"]["train"]["sha256"])
+
+
 def trained_on_text(r: dict[str, Any]) -> str:
     """A warning when the adapter's training split is not the build's (rebuilt since); '' when it is."""
     had, now = r["data"].get("trained_on_sha256"), r["data"]["splits"]["train"]["sha256"]
@@ -147,13 +152,14 @@ def write_report(report: Path, headline: str) -> Path:
                "accuracy is in-sample for its threshold (chosen on those predictions)."), "",
               "| recipe | what | training samples | no-call share | dev accuracy | dev no-tool acc. | "
               + " | ".join(bfcl_data.BENCHMARK_CATEGORIES) + " |", "|---" * (6 + len(bfcl_data.BENCHMARK_CATEGORIES)) + "|"]
+    marked = {name for name, r in found.items() if trained_elsewhere(r)}
     for name, r in sorted(found.items()):
         live = (r["data"].get("live") or {}).get("train") or {}
-        other = r["data"].get("trained_on_sha256") not in (None, r["data"]["splits"]["train"]["sha256"])
-        variants = [(f"`{name}`" + (" †" if other else ""), r["description"], r["evals"], r.get("bfcl"))]
+        dagger = " †" if name in marked else ""
+        variants = [(f"`{name}`{dagger}", r["description"], r["evals"], r.get("bfcl"))]
         if r.get("gated"):
             what = f"the same adapter, call gate chosen on dev ({gate_text(r['gated']['gate'])}; dev: in-sample)"
-            variants.append((f"`{name}` + gate" + (" †" if other else ""), what, r["gated"]["evals"], r["gated"]["bfcl"]))
+            variants.append((f"`{name}` + gate{dagger}", what, r["gated"]["evals"], r["gated"]["bfcl"]))
         for label, what, evals, bfcl in variants:
             dev = evals.get("dev") or {}
             per = (bfcl or {}).get("per_category") or {}
@@ -162,8 +168,7 @@ def write_report(report: Path, headline: str) -> Path:
                          f"{_cell(dev.get('no_tool_accuracy'))} | "
                          + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy"))
                                       for c in bfcl_data.BENCHMARK_CATEGORIES) + " |")
-    if any(r["data"].get("trained_on_sha256") not in (None, r["data"]["splits"]["train"]["sha256"])
-           for r in found.values()):
+    if marked:
         lines += ["", "† trained on another build of its data than the one its folder names (see its results.json)."]
     lines += ["", "## Commands", "", *(f"- `{r['command']}`" for r in found.values()), ""]
     path = report / "README.md"
