@@ -293,3 +293,26 @@ def test_fuzzed_jsonl_bytes_never_crash_a_reader_and_lose_no_good_record(tmp_pat
     read_jsonl(path)
     assert path.read_bytes() == before
     assert len(scan_jsonl(quarantine_path(path)).rows) == len(found.rejected)
+
+
+def test_an_archived_record_comes_back_only_where_it_is_missing(tmp_path):
+    from common.jsonio import archive, restore
+    path = tmp_path / "predictions.jsonl"
+    path.write_text('{"id": "a", "text": "x"}\n{"id": "b", "text": "y"}\n')
+    packed = archive(path)
+    first = packed.read_bytes()
+    mtime = packed.stat().st_mtime_ns
+    time.sleep(0.01)
+    assert archive(path) == packed and packed.stat().st_mtime_ns == mtime  # same records: not rewritten
+    (tmp_path / "again").mkdir()
+    twin = tmp_path / "again" / "predictions.jsonl"
+    twin.write_bytes(path.read_bytes())
+    assert archive(twin).read_bytes() == first  # no name or time in the header: the same bytes for git
+    assert not restore(path)  # the record is here: the archive never overwrites it
+    path.unlink()
+    assert restore(path) and [r["id"] for r in read_jsonl(path)] == ["a", "b"]
+    path.unlink()
+    packed.write_bytes(first[:10])
+    with pytest.raises(UserError, match=r"predictions.jsonl.gz is not a readable gzip archive; restore it with `git checkout"):
+        restore(path)
+    assert not path.exists() and not restore(tmp_path / "none.jsonl")

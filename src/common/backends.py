@@ -42,6 +42,9 @@ class Generation:
     seconds: float          # wall time of the call that produced it (the whole batch)
     finish_reason: str      # "stop" (an end token) or "length" (max_new_tokens reached)
     p_call: float | None = None  # P(the answer starts a call) at the first token (decoding.CallDecision)
+    # whether the first token generated was that call token (None without a CallDecision): with
+    # greedy decoding, a call gate whose decision agrees leaves the whole answer unchanged
+    first_call: bool | None = None
 
 
 def stop_rules(tokenizer: Any, stop_texts: tuple[str, ...], eos_ids: Any = ()) -> tuple[list[int], list[str]]:
@@ -137,6 +140,9 @@ class TransformersBackend(Backend):
         return [self._decode(row[width:].tolist(), int(mask.sum()), seconds, p)
                 for row, mask, p in zip(out, batch["attention_mask"], p_call)]
 
+    def _first_call(self, new: list[int]) -> bool | None:
+        return bool(new) and new[0] == self.call_probe.token_id if self.call_probe else None
+
     def _decode(self, new: list[int], prompt_tokens: int, seconds: float, p_call: float | None = None
                 ) -> Generation:
         stop = next((i for i, t in enumerate(new) if t in self.stop_ids), None)
@@ -149,5 +155,6 @@ class TransformersBackend(Backend):
         stopped = stop is not None or cut is not None
         return Generation(text=text if cut is None else text[:cut], prompt_tokens=prompt_tokens,
                           new_tokens=len(kept) + (stop is not None), seconds=seconds,
-                          finish_reason="stop" if stopped else "length", p_call=p_call)
+                          finish_reason="stop" if stopped else "length", p_call=p_call,
+                          first_call=self._first_call(new))
 

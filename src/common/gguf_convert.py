@@ -99,10 +99,11 @@ def convert_adapter(adapter_dir: Path, base_dir: Path, out_file: Path, dtype: st
     return out_file
 
 
-def _digest(folder: Path, content: bool = True) -> str:
-    """The files of `folder`: their bytes, or (`content=False`) their names, sizes and times."""
+def digest(folder: Path, content: bool = True, pattern: str = "*") -> str:
+    """The files of `folder` (those matching `pattern`): their bytes, or (`content=False`) their
+    names, sizes and times."""
     h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for f in sorted(p for p in folder.rglob(pattern) if p.is_file()):
         h.update(f.relative_to(folder).as_posix().encode())
         if not content:
             stat = f.stat()
@@ -142,9 +143,9 @@ def model_key(model: str, adapter: str | None, dtype: str, seed: int = 0) -> str
     """What a cached GGUF is named by: the model, the adapter's content, the precision."""
     parts = {"model": model, "dtype": outtype(dtype), "seed": seed if model in TINY else None,
              "converter": _converter_version(),
-             "adapter": _digest(check_adapter(adapter)) if adapter else None,
+             "adapter": digest(check_adapter(adapter)) if adapter else None,
              # a local model may be gigabytes, read at every load: its files' stats stand for it
-             "model_files": _digest(local_path(model), content=False) if local_path(model).is_dir() else None}
+             "model_files": digest(local_path(model), content=False) if local_path(model).is_dir() else None}
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(model).name)[:48]
     return f"{slug}-{outtype(dtype)}-{hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]}"
 

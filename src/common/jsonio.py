@@ -13,12 +13,18 @@ Only the writer that holds the file (`repair`, under the run's lock) moves rejec
 lines out of the file, after they are safely in the quarantine file, so that a resumed
 run appends to a clean file. Derived files (verdicts, agreement) are written whole and
 atomically with `write_jsonl`.
+
+A finished run's record can be kept in git compressed (`archive`: `<name>.gz`, byte-identical
+for the same content); `restore` brings it back where the plain file is missing, so that a
+fresh clone resumes, rescores and compares from committed results instead of regenerating.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
+import zlib
 import json
 import os
 import sys
@@ -138,6 +144,39 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """The whole file at once: readers see the old file or the new one, never a part."""
     _atomic_write(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
+
+
+def archive(path: str | Path) -> Path:
+    """`<path>.gz` beside a finished JSONL record, for git: written only when its content changed,
+    and with no name or time in the gzip header, so the same records give the same bytes."""
+    path = Path(path)
+    dest = path.with_name(path.name + ".gz")
+    data = path.read_bytes()
+    if not dest.is_file() or _unpacked(dest) != data:  # (a damaged archive is rewritten)
+        _atomic_write(dest, gzip.compress(data, compresslevel=9, mtime=0))
+    return dest
+
+
+def _unpacked(packed: Path) -> bytes | None:
+    try:
+        return gzip.decompress(packed.read_bytes())
+    except (OSError, EOFError, zlib.error):
+        return None
+
+
+def restore(path: str | Path) -> bool:
+    """Bring a record back from its archive (`<path>.gz`) when the record itself is missing
+    (a fresh clone of committed results); True when it did. A damaged archive is one clear error."""
+    path = Path(path)
+    packed = path.with_name(path.name + ".gz")
+    if path.exists() or not packed.is_file():
+        return False
+    data = _unpacked(packed)
+    if data is None:
+        raise UserError(f"{packed} is not a readable gzip archive; restore it with `git checkout -- {packed}`, "
+                        "or delete it to generate the records again")
+    _atomic_write(path, data)
+    return True
 
 
 def write_json(path: str | Path, data: Any) -> None:

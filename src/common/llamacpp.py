@@ -216,7 +216,8 @@ class LlamaCppBackend(Backend):
             self._group(rows, group, out, p_calls, generator)
         seconds = time.perf_counter() - start
         return [Generation(text=g.text, prompt_tokens=g.prompt_tokens, new_tokens=g.new_tokens, seconds=seconds,
-                           finish_reason=g.finish_reason, p_call=p) for g, p in zip(out, p_calls)]
+                           finish_reason=g.finish_reason, p_call=p, first_call=g.first_call)
+                for g, p in zip(out, p_calls)]
 
     def _group(self, rows: list[list[int]], group: list[int], out: list[Any], p_calls: list[Any],
                generator: torch.Generator) -> None:
@@ -269,4 +270,5 @@ class LlamaCppBackend(Backend):
         text = self.tokenizer.decode(kept, skip_special_tokens=False)
         cut = cut_at_stop(text, self.stop_strings)
         return Generation(text=text if cut is None else text[:cut], prompt_tokens=prompt_tokens,
-                          new_tokens=len(new), seconds=0.0, finish_reason=reason)
+                          new_tokens=len(new), seconds=0.0, finish_reason=reason,
+                          first_call=new[0] == self.call_probe.token_id if self.call_probe else None)

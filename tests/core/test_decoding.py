@@ -118,3 +118,36 @@ def test_evaluation_records_p_call_reports_auc_and_refuses_another_gate(tmp_path
         ev.evaluate(ev.EvalParams(**base, call_gate=0.7))
     with pytest.raises(ValueError):
         ev.EvalParams(**base, call_gate=1.5)
+
+
+def test_a_gated_run_reusing_the_plain_answers_equals_one_that_generates_them_all(tmp_path):
+    base = {"model": "tiny-random-llama", "latency_requests": 0, "wandb": "disabled", "data": "suite:everyday_tools",
+            "limit": 8, "batch_size": 4, "max_new_tokens": 6, "dtype": "float32", "backend": "transformers"}
+    ev.evaluate(ev.EvalParams(**base, out=str(tmp_path / "plain")))
+    plain = {r["id"]: r for r in map(json.loads, (tmp_path / "plain" / "predictions.jsonl").read_text().splitlines())}
+    assert all(r["first_call"] is not None for r in plain.values())
+    p_calls = sorted(r["p_call"] for r in plain.values())
+    gate = (p_calls[3] + p_calls[4]) / 2  # half the samples forced to call, half kept from calling
+    keeps = sum((r["p_call"] >= gate) == r["first_call"] for r in plain.values())
+    assert 0 < keeps < 8  # some answers copied, some generated
+    every = ev.evaluate(ev.EvalParams(**base, out=str(tmp_path / "gated"), call_gate=gate))
+    (tmp_path / "plain" / "predictions.jsonl").rename(tmp_path / "plain" / "kept.jsonl")
+    with pytest.raises(ValueError, match="holds no predictions"):
+        ev.evaluate(ev.EvalParams(**base, out=str(tmp_path / "reused"), call_gate=gate, reuse=str(tmp_path / "plain")))
+    (tmp_path / "plain" / "kept.jsonl").rename(tmp_path / "plain" / "predictions.jsonl")
+    reused = ev.evaluate(ev.EvalParams(**base, out=str(tmp_path / "reused"), call_gate=gate,
+                                       reuse=str(tmp_path / "plain")))
+    texts = {d: {r["id"]: r["text"] for r in map(json.loads, (tmp_path / d / "predictions.jsonl").read_text().splitlines())}
+             for d in ("gated", "reused")}
+    assert texts["reused"] == texts["gated"]
+    # the same answers, so the same verdicts (P(call) may differ by float noise across batches)
+    assert reused["metrics"]["kinetic"] == every["metrics"]["kinetic"]
+    assert reused["throughput"]["reused"] == keeps and reused["throughput"]["samples"] == 8 - keeps
+    run = json.loads((tmp_path / "reused" / "run.json").read_text())
+    assert run["invocations"][-1]["reused"] == keeps and run["invocations"][-1]["predictions"] == 8 - keeps
+    # only a plain run of the same settings, and only a greedy gated run, may be copied
+    with pytest.raises(ValueError, match="other settings.*max_new_tokens: 6 there, 5 now"):
+        ev.evaluate(ev.EvalParams(**{**base, "max_new_tokens": 5}, out=str(tmp_path / "short"), call_gate=gate,
+                                  reuse=str(tmp_path / "plain")))
+    with pytest.raises(ValueError, match="needs call_gate set and temperature 0"):
+        ev.EvalParams(**base, reuse=str(tmp_path / "plain"))

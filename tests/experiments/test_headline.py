@@ -85,6 +85,48 @@ def test_a_recipe_and_its_ablation_make_one_report(roots, capsys):
     assert json.loads((report / "full" / "bfcl-gate" / "params.json").read_text())["call_gate"] == gate["threshold"]
     text = (report / "README.md").read_text()
     assert "call gate chosen on dev (P(call) ≥" in text and "| `full` + gate |" in text
+    # a fresh clone: no runs/, no data/, only what git keeps (no predictions.jsonl or verdicts.jsonl,
+    # their archives): nothing is trained or generated, the report and its paired tests come back the same
+    import shutil
+    shutil.rmtree(roots / "runs"), shutil.rmtree(roots / "data")
+    for path in [*report.rglob("predictions.jsonl"), *report.rglob("verdicts.jsonl")]:
+        path.unlink()
+    assert list(report.rglob("predictions.jsonl.gz"))
+    capsys.readouterr()
+    clone = headline.run(_params(roots, gate_from_dev=0.5), "cmd")
+    printed = capsys.readouterr().out
+    assert "rescoring them without its adapter" in printed
+    assert not (roots / "runs" / "headline" / "full").exists()
+    assert clone["paired"] == gated["paired"] and clone["gated"]["paired"] == gated["gated"]["paired"]
+    assert clone["bfcl"]["per_category"] == gated["bfcl"]["per_category"]
+    # a clone where the gated BFCL run never finished: the adapter is trained again, and the recorded
+    # evaluations stand only because its weights are bit-identical to the recorded ones
+    record = report / "full" / "train" / "results.json"
+    kept = record.read_text()
+    assert len(json.loads(kept)["weights_sha256"]) == 64
+    record.write_text(kept.replace(json.loads(kept)["weights_sha256"], "0" * 64))
+    shutil.rmtree(report / "full" / "bfcl-gate")
+    from common.errors import UserError
+    with pytest.raises(UserError, match=r"is not the one whose evaluations are recorded .*\(000000000000; 9 of them"):
+        headline.run(_params(roots, gate_from_dev=0.5), "cmd")
+    record.write_text(kept)
+    shutil.rmtree(roots / "runs")
+    capsys.readouterr()
+    resumed = headline.run(_params(roots, gate_from_dev=0.5), "cmd")
+    assert "is identical to the recorded one" in capsys.readouterr().out
+    assert resumed["paired"] == gated["paired"] and resumed["gated"]["bfcl"]["per_category"] == \
+        gated["gated"]["bfcl"]["per_category"]
+    copied = json.loads((report / "full" / "bfcl-gate" / "irrelevance" / "results.json").read_text())["throughput"]
+    plain = [json.loads(line) for line in (report / "full" / "bfcl" / "irrelevance" / "predictions.jsonl").open()]
+    keeps = sum((r["p_call"] >= gate["threshold"]) == r["first_call"] for r in plain)
+    assert copied["reused"] == keeps and copied["samples"] == 2 - keeps  # kept answers copied, the rest generated
+    assert resumed["gated"]["answers_copied"]["of"] == 4 * 3 + 2 * 2  # every gated answer: 4 sets, 2 BFCL categories
+    # the untrained rows alone (`fine_tuned: false`), from their records too
+    alone = headline.run(_params(roots, fine_tuned=False), "cmd")
+    assert alone["complete"] and alone["bfcl"]["dir"] == gated["untrained_bfcl"]
+    assert alone["bfcl"]["per_category"]["irrelevance"]["n"] == 2
+    assert {w: d["dir"] for w, d in alone["evals"].items()} == gated["untrained"]
+    assert json.loads((report / "untrained" / "results.json").read_text())["model"] == "tiny-random-llama"
 
 
 def test_the_dev_gate_is_chosen_on_dev_predictions_at_the_asked_no_call_accuracy(tmp_path):
@@ -150,6 +192,49 @@ def test_the_report_says_when_an_adapter_trained_on_another_build(tmp_path, trai
     assert ("| `other` † |" in text) == (trained_on == "b" * 64)
     if said:
         assert said in text
+
+
+def _evaluation_folder(folder, params: dict, ids=("a",)) -> None:
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"params": params}))
+    (folder / "results.json").write_text(json.dumps({"n_samples": len(ids)}))
+    (folder / "predictions.jsonl").write_text("".join(json.dumps({"id": i, "text": "x"}) + "\n" for i in ids))
+
+
+def test_a_finished_evaluation_is_known_by_its_record_and_must_match_the_recipe(tmp_path):
+    from common.errors import UserError
+    from common.experiments import headline_records as records
+    from common.jsonio import archive
+    dev = tmp_path / "eval" / "dev-1"
+    assert not records.finished(dev)
+    _evaluation_folder(dev, {"model": "m"}, ids=("a", "b"))
+    assert records.finished(dev)
+    archive(dev / "predictions.jsonl")
+    (dev / "predictions.jsonl").unlink()
+    assert records.finished(dev) and (dev / "predictions.jsonl").is_file()  # the committed archive, brought back
+    (dev / "predictions.jsonl").write_text(json.dumps({"id": "a", "text": "x"}) + "\n")
+    assert not records.finished(dev)  # a prediction short of its results' count: generate the rest
+    (dev / "predictions.jsonl").unlink(), (dev / "predictions.jsonl.gz").unlink()
+    assert not records.finished(dev)
+    records.check_record(dev, {"model": "m", "adapter": str(ROOT / "runs" / "x")}, {"model": "m", "adapter": "runs/x"})
+    with pytest.raises(UserError, match=r"other settings \(adapter: 'runs/x' there, 'runs/y' now; max_new_tokens: "
+                                        r"8 there, 9 now\); delete that folder"):
+        records.check_record(dev, {"adapter": "runs/x", "max_new_tokens": 8}, {"adapter": "runs/y", "max_new_tokens": 9})
+    bfcl = tmp_path / "bfcl"
+    _evaluation_folder(bfcl / "irrelevance", {"model": "m"})
+    (bfcl / "params.json").write_text(json.dumps({"categories": ["irrelevance", "simple_python"]}))
+    (bfcl / "results.json").write_text("{}")
+    assert not records.finished(bfcl)  # one category not generated
+    _evaluation_folder(bfcl / "simple_python", {"model": "m"})
+    assert records.finished(bfcl)
+    # the data spec a recorded evaluation read stands where this machine has it, else the recipe's own
+    assert records.recorded_spec([tmp_path / "nothing", None], "data/live") == "data/live"  # no record
+    _evaluation_folder(tmp_path / "held", {"data": str(tmp_path / "data" / "other:transfer")})
+    assert records.recorded_spec([tmp_path / "nothing", tmp_path / "held"], "data/live:transfer") == "data/live:transfer"
+    (tmp_path / "data" / "other").mkdir(parents=True)
+    assert records.recorded_spec([tmp_path / "held"], "data/live:transfer") == str(tmp_path / "data" / "other:transfer")
+    with pytest.raises(UserError, match="holds no saved weights"):
+        records.weights_sha256(tmp_path)
 
 
 def test_the_shipped_recipe_and_ablations_validate_and_a_typo_is_named():

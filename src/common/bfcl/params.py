@@ -7,6 +7,7 @@ import json
 from pydantic import Field, field_validator
 
 from common import bfcl_data
+from common.errors import UserError
 from common.evaluation.params import GenerationSpec
 from common.provenance import local_path
 
@@ -22,6 +23,9 @@ class BFCLParams(GenerationSpec):
     call_gate: float | str | None = Field("auto", description=(
         "auto: the adapter's training run's calibrated gate (runs/<...>/call_gate.json) when it has one, "
         "else none; none; or a threshold in (0, 1)"))
+    reuse: str | None = Field(None, description=(
+        "with a call gate: a finished BFCL run of the same model and adapter without one; each category's "
+        "answers are copied wherever the gate keeps their first token (EvalParams.reuse), the rest generated"))
     experiment: str = Field("bfcl", description="reports/<experiment>/<run> is the default output")
     batch_size: int = Field(16, ge=1, description="prompts per generate call")
     max_new_tokens: int | str = Field(256, description="the longest answer (BFCL's parallel_multiple needs ~200)")
@@ -46,9 +50,13 @@ class BFCLParams(GenerationSpec):
         return v
 
     def resolved(self, loaded: object = None) -> BFCLParams:
+        gate = resolve_gate(self.call_gate, self.adapter)
+        if self.reuse and gate is None:
+            raise UserError(f"reuse copies a plain run's answers where a call gate keeps them, and call_gate "
+                            f"{self.call_gate!r} gives no gate here; set call_gate to a threshold, or drop reuse")
         return self.model_copy(update={"run": self.default_run(), "out": self.default_out(),
                                        **self.resolved_engine(loaded), "max_new_tokens": self.answer_cap(),
-                                       "call_gate": resolve_gate(self.call_gate, self.adapter)})
+                                       "call_gate": gate})
 
 
 def resolve_gate(gate: float | str | None, adapter: str | None) -> float | None:

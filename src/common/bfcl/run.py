@@ -36,7 +36,7 @@ from common.engines import load_generator
 from common.errors import ArgumentParser, cli
 from common.evaluation.params import EvalParams, GenerationSpec
 from common.evaluation.runner import PREDICTION_KEYS, evaluate
-from common.jsonio import read_json, read_jsonl, write_json
+from common.jsonio import read_json, read_jsonl, restore, write_json
 from common.params import add_set_argument, load_params, overrides_of
 from common.provenance import local_path
 from common.sources import BFCL_PREFIX, load_data
@@ -81,6 +81,7 @@ def category_params(params: BFCLParams, category: str) -> EvalParams:
     shared = {k: getattr(params, k) for k in GenerationSpec.model_fields}
     return EvalParams(**shared | {"data": f"{BFCL_PREFIX}{category}", "run": f"{params.run}/{category}",
                                   "out": str(Path(params.out) / category), "call_gate": params.call_gate,
+                                  "reuse": str(Path(params.reuse) / category) if params.reuse else None,
                                   "latency_requests": 0, "wandb_group": f"{params.experiment}/{params.run}"})
 
 
@@ -100,6 +101,7 @@ def generate(params: BFCLParams, model_and_tokenizer: tuple[Any, Any] | None = N
 
 
 def _finished(eval_params: EvalParams) -> bool:
+    restore(Path(eval_params.out) / "predictions.jsonl")  # committed archives count as done
     done = {r["id"] for r in read_jsonl(Path(eval_params.out) / "predictions.jsonl", PREDICTION_KEYS)}
     return all(s.id in done for s in load_data(eval_params.data, eval_params.limit))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from common.engines import choices, loaded_dtype, resolve_backend, resolve_backend_dtype
 from common.errors import UserError
@@ -114,8 +114,20 @@ class EvalParams(GenerationSpec):
     call_gate: float | None = Field(None, gt=0, lt=1, description=(
         "decide call/no-call at the first token: call iff P(call) >= this (decoding.CallDecision); "
         "None leaves the decision to plain decoding. P(call) is recorded either way"))
+    reuse: str | None = Field(None, description=(
+        "with a call gate and greedy decoding: a finished evaluation of the same model, adapter, data and "
+        "settings without a gate, whose answers are copied wherever the gate keeps their first token (the "
+        "call token exactly when P(call) >= the gate), since greedy decoding then writes the same answer; "
+        "the others are generated"))
     latency_requests: int = Field(20, ge=0, description="samples re-run one at a time to time requests")
     strict_strings: bool = Field(False, description="compare strings exactly, not BFCL-normalised")
+
+    @model_validator(mode="after")
+    def _reuse_needs_a_greedy_gate(self) -> EvalParams:
+        if self.reuse is not None and (self.call_gate is None or self.temperature != 0):
+            raise ValueError("reuse copies a plain run's answers where a call gate keeps their first token: it "
+                             "needs call_gate set and temperature 0 (greedy); drop reuse otherwise")
+        return self
 
     def resolved(self, loaded: object = None) -> EvalParams:
         """Defaults that depend on other parameters (and the machine), filled in; `loaded`: a model

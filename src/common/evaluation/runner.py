@@ -45,6 +45,7 @@ from common.jsonio import (
     read_json,
     read_jsonl,
     repair,
+    restore,
     write_json,
     write_jsonl,
 )
@@ -94,7 +95,7 @@ def preflight(params: EvalParams, loads_model: bool) -> list[Sample]:
 
 
 # -- whose run a folder holds -------------------------------------------------------
-def _differences(there: dict[str, Any], now: dict[str, Any]) -> str:
+def differences(there: dict[str, Any], now: dict[str, Any]) -> str:
     return "; ".join(f"{k}: {there.get(k)!r} there, {now.get(k)!r} now" for k in now if there.get(k) != now.get(k))
 
 
@@ -108,7 +109,7 @@ def check_predictions(out: Path, settings: dict[str, Any], recorded: dict[str, A
             raise UserError(f"{out} holds predictions whose settings are unknown (no run.json, none in the "
                             "records); use another --out (or --run), or delete that folder to start over")
         if theirs != settings:
-            raise UserError(f"{out} holds predictions made with other settings ({_differences(theirs, settings)}). "
+            raise UserError(f"{out} holds predictions made with other settings ({differences(theirs, settings)}). "
                             "Use another --out (or --run), or delete that folder to start over.")
 
 
@@ -125,6 +126,42 @@ def start_run_record(out: Path, params: EvalParams, settings: dict[str, Any], fr
 
 
 # -- phases ---------------------------------------------------------------------------
+def reused_answers(params: EvalParams, samples: list[Sample], done: set[str],
+                   settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The answers of the plain run `params.reuse` that the call gate leaves unchanged, as this run's
+    records: with greedy decoding an answer depends only on its prompt and first token, and the gate
+    only fixes the first token (the call token iff P(call) >= gate, P(call) read before it acts),
+    so a plain answer whose first token agrees with the gate's decision is the gated answer.
+    (Batch composition can move a float by an ulp, as it can between any two runs of the same settings.)
+    Answers recorded without `first_call` (made before it was recorded) are generated again."""
+    source = local_path(params.reuse)
+    restore(source / "predictions.jsonl")
+    rows: dict[str, dict[str, Any]] = {}
+    for r in read_jsonl(source / "predictions.jsonl", PREDICTION_KEYS):
+        rows.setdefault(r["id"], r)
+    if not rows:
+        raise UserError(f"reuse: {source} holds no predictions; evaluate the model without a call gate into it "
+                        "first, or drop reuse")
+    plain = {**settings, "call_gate": None}
+    # older records carry no settings: the folder's run.json speaks for them
+    recorded = read_json(source / "run.json", "run record").get("generation") if (source / "run.json").is_file() else None
+    other = next((theirs for r in rows.values()
+                  if (theirs := r.get("settings") or (recorded and portable(recorded)) or {}) != plain), None)
+    if other is not None:
+        raise UserError(f"reuse: {source} was generated with other settings than this run's without its gate "
+                        f"({differences(other, plain)}); reuse a plain run of the same model, adapter, "
+                        "data and decoding, or drop reuse")
+    gate = params.call_gate
+    kept = []
+    for s in samples:
+        r = rows.get(s.id)
+        if s.id in done or r is None or r.get("p_call") is None or r.get("first_call") is None:
+            continue
+        if (r["p_call"] >= gate) == r["first_call"]:
+            kept.append({**r, "settings": settings, "reused_from": portable_path(source)})
+    return kept
+
+
 def generate_predictions(backend: Backend, prompts: dict[str, str], path: Path, batch_size: int, done: set[str],
                          checkpoint: Callable[[int], None] = lambda n: None,
                          settings: dict[str, Any] | None = None) -> None:
@@ -156,13 +193,15 @@ def measure_latency(backend: Backend, prompts: dict[str, str], ids: list[str], p
 
 
 def throughput(predictions: list[dict[str, Any]]) -> dict[str, Any]:
-    """Batched throughput. Records of one batch share its wall time, counted once."""
-    seconds = sum(r["seconds"] / r["batch_size"] for r in predictions)
-    tokens = sum(r["new_tokens"] for r in predictions)
-    return {"samples": len(predictions), "seconds": seconds,
+    """Batched throughput of the answers generated here (not those copied by `reuse`). Records of
+    one batch share its wall time, counted once."""
+    made = [r for r in predictions if not r.get("reused_from")]
+    seconds = sum(r["seconds"] / r["batch_size"] for r in made)
+    tokens = sum(r["new_tokens"] for r in made)
+    return {"samples": len(made), "reused": len(predictions) - len(made), "seconds": seconds,
             "new_tokens_per_s": tokens / seconds if seconds else None,
-            "samples_per_s": len(predictions) / seconds if seconds else None,
-            "truncated": sum(r["finish_reason"] == "length" for r in predictions)}
+            "samples_per_s": len(made) / seconds if seconds else None,
+            "truncated": sum(r["finish_reason"] == "length" for r in predictions)}  # copied answers too
 
 
 def score(out: str | Path, samples: list[Sample] | None = None,
@@ -186,6 +225,7 @@ def score(out: str | Path, samples: list[Sample] | None = None,
         raise ParamsError(validation_message(err, f"{out}/run.json and the overrides")) from None
     samples = samples if samples is not None else load_data(params.data, params.limit)
     fmt = get_format(params.format)
+    restore(out / "predictions.jsonl"), restore(out / "latency.jsonl")  # a fresh clone's committed archives
     found = read_checked(out / "predictions.jsonl", PREDICTION_KEYS)
     latency_rows = read_jsonl(out / "latency.jsonl", LATENCY_KEYS)
     check_predictions(out, portable(run["generation"]), run["generation"], found.rows + latency_rows)
@@ -249,13 +289,15 @@ def _evaluate(params: EvalParams, samples: list[Sample], model_and_tokenizer: tu
     fmt = get_format(params.format)
     pred_path, lat_path = out / "predictions.jsonl", out / "latency.jsonl"
     settings = generation_settings(params)
+    restore(pred_path), restore(lat_path)  # committed archives of a finished run count as done
     predicted, timed_rows = repair(pred_path, PREDICTION_KEYS).rows, repair(lat_path, LATENCY_KEYS).rows
     # older records carry no settings: the folder's run.json speaks for them
     legacy = any("settings" not in r for r in predicted + timed_rows) and (out / "run.json").is_file()
     recorded = read_json(out / "run.json", "run record").get("generation") if legacy else None
     check_predictions(out, settings, recorded, predicted + timed_rows)
-    run = start_run_record(out, params, settings, fresh=not predicted and not timed_rows)
     done = {r["id"] for r in predicted}
+    copied = reused_answers(params, samples, done, settings) if params.reuse else []  # checked before writing
+    run = start_run_record(out, params, settings, fresh=not predicted and not timed_rows)
     latency_ids = [s.id for s in samples[:params.latency_requests]]
     timed = {r["id"] for r in timed_rows}
     # This invocation's record is saved after every batch and request, so a killed run
@@ -271,6 +313,14 @@ def _evaluate(params: EvalParams, samples: list[Sample], model_and_tokenizer: tu
         this["timings"]["total_s"] = time.perf_counter() - t0
         write_json(out / "run.json", run)
 
+    if params.reuse:
+        append_jsonl(pred_path, copied)
+        done |= {r["id"] for r in copied}
+        this["reused"], this["reused_from"] = len(copied), portable_path(local_path(params.reuse))
+        if run["backend"] is None:  # every answer copied so far: the backend that wrote them, gated
+            source = read_json(local_path(params.reuse) / "run.json", "run record").get("backend")
+            run["backend"] = source and {**source, "call_gate": params.call_gate, "copied_from": this["reused_from"]}
+        save()
     if any(s.id not in done for s in samples) or any(i not in timed for i in latency_ids):
         t = time.perf_counter()
         model, tokenizer = model_and_tokenizer or load_generator(

@@ -5,13 +5,17 @@
     python -m common.experiments.headline params/headline.yaml --set sets=[dev] bfcl=false untrained=false  # dev only
 
 One recipe per invocation, each stage resumable (rerun the command after an interruption:
-the data build, the training checkpoints and every evaluation's predictions are kept):
+the data build, the training checkpoints and every evaluation's predictions are kept). Every
+finished evaluation's predictions are also archived beside its results (`predictions.jsonl.gz`,
+committed), and the training record in `<report>/<recipe>/train/`: on a fresh clone without
+runs/, a recipe whose evaluations are all recorded is rescored from them, not retrained.
 1. build the live mix (`common.data`, `data_params` + `data_set`);
 2. LoRA SFT on it (`common.training`, `sft_params` + `sft_set`) into runs/<experiment>/<recipe>;
 3. the adapter on each evaluation set of `sets` (dev first: the split recipes are chosen on),
    then on BFCL's five non-live categories (`common.bfcl`, scored by BFCL's own checker);
 4. the untrained model on the same sets, once for every recipe (its folders are keyed by the
-   split's content hash, so a recipe whose dev split differs gets its own);
+   split's content hash, so a recipe whose dev split differs gets its own; `fine_tuned: false`
+   runs this stage alone);
 5. `<report>/README.md` from every finished recipe under `<report>`: BFCL beside the published
    small models, the headline recipe against the untrained model on each set (paired), and
    the ablation table.
@@ -33,14 +37,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from common import bfcl_data
+from common.bfcl.params import BFCLParams
 from common.data.build import DataParams, build
-from common.errors import ArgumentParser, cli
+from common.errors import ArgumentParser, UserError, cli
 from common.evaluation.metrics import head_to_head, paired_difference
 from common.experiments import steps as ex
 from common.experiments.compare import kinetic_row, results_of, verdicts
+from common.experiments.headline_records import (
+    copied_answers,
+    finished,
+    keep_predictions,
+    recorded_spec,
+    rescore,
+    rescore_bfcl,
+    weights_sha256,
+)
 from common.experiments.headline_report import bfcl_summary, write_report
 from common.experiments.quickstart import in_fresh_process, recipe_text
-from common.jsonio import read_jsonl, write_json
+from common.jsonio import read_json, read_jsonl, write_json
 from common.params import (
     DEFAULT_MODEL,
     add_set_argument,
@@ -78,12 +92,23 @@ class HeadlineParams(BaseModel):
     bfcl_limit: int | None = Field(None, ge=1, description="only the first N entries per category (a smoke run)")
     bfcl_max_new_tokens: int | None = Field(None, ge=1, description="BFCL's answer cap (default: the BFCL runner's 256)")
     untrained: bool = Field(True, description="evaluate the untrained model on the same sets (once for all recipes)")
+    fine_tuned: bool = Field(True, description="train and evaluate the recipe; false: only the untrained model's "
+                             "rows (with `untrained`), which every recipe shares")
     call_gate: float | None = Field(None, gt=0, lt=1, description="a fixed call gate for every evaluation of "
                                     "the recipe; null: plain decoding")
     gate_from_dev: float | None = Field(None, gt=0, lt=1, description=(
         "also choose a call gate on the dev split (plain decoding's P(call) there): the threshold that calls on "
         "the most dev requests needing a call while answering at least this share of dev's no-call requests "
         "without one; the gated model is then evaluated on every set and BFCL beside the plain one"))
+    reuse_plain: bool = Field(True, description=(
+        "the gated evaluations copy the plain answers whose first token the gate keeps (the same answer under "
+        "greedy decoding: EvalParams.reuse) and generate only the rest; false: generate every gated answer"))
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> HeadlineParams:
+        if not self.fine_tuned and not self.untrained:
+            raise ValueError("fine_tuned: false with untrained: false leaves nothing to run; set one of them true")
+        return self
 
     @model_validator(mode="after")
     def _gate_needs_dev(self) -> HeadlineParams:
@@ -105,23 +130,25 @@ def split_hash(card: dict[str, Any], split: str) -> str:
 
 def evaluate_sets(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any], specs: dict[str, str],
                   keys: dict[str, str], timings: dict[str, float], gate: float | None = None,
-                  suffix: str = "") -> dict[str, Path]:
+                  suffix: str = "", reuse: dict[str, Path] | None = None) -> dict[str, Path]:
     """Each set's evaluation of one model into folder/eval/<set><key><suffix>; their folders.
-    `gate`: the call gate of a fine-tuned model (default `p.call_gate`)."""
+    `gate`: the call gate of a fine-tuned model (default `p.call_gate`); `reuse`: each set's plain
+    evaluation, whose answers the gated one copies where its gate keeps their first token."""
     out = {}
     gate = p.call_gate if gate is None else gate
     for which in p.sets:
         dest = folder / "eval" / f"{which}{keys.get(which, '')}{suffix}"
-        spec = specs[which]
-        if (dest / "run.json").is_file():
-            # the folder is keyed by the split's content hash: another recipe's build of the same
-            # split (another data/<name>) holds the same samples, so its evaluation stands
-            spec = json.loads((dest / "run.json").read_text())["params"]["data"]
+        spec = recorded_spec([dest, reuse[which] if reuse else None], specs[which])
         overrides = {**p.eval_set, "model": p.model, **adapter, "data": spec, "latency_requests": 0,
                      "experiment": p.experiment, "wandb": p.wandb, "wandb_group": p.experiment,
-                     "run": f"{who}/{which}", "out": str(dest), "call_gate": gate if adapter else None}
+                     "run": f"{who}/{which}", "out": str(dest), "call_gate": gate if adapter else None,
+                     "reuse": str(reuse[which]) if reuse and adapter and gate is not None else None}
         with ex.stage(f"evaluate {who} on {which}", timings):
-            in_fresh_process(ex.evaluate_model, p.eval_params, overrides)
+            if finished(dest):  # rescored from its record: no model, no adapter needed
+                rescore(dest, ex.eval_params(p.eval_params, overrides), spec)
+            else:
+                in_fresh_process(ex.evaluate_model, p.eval_params, overrides)
+        keep_predictions(dest)
         out[which] = dest
     return out
 
@@ -137,7 +164,7 @@ def bfcl_key(p: HeadlineParams, gen: Any) -> str:
 
 
 def run_bfcl(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any], timings: dict[str, float],
-             gate: float | None = None, suffix: str = "") -> Path:
+             gate: float | None = None, suffix: str = "", reuse: Path | None = None) -> Path:
     from common.bfcl.run import run as bfcl_run  # (the BFCL runner imports the engines)
     gen = ex.eval_params(p.eval_params, {**p.eval_set, "model": p.model})
     dest = folder / ("bfcl" + ("" if adapter else bfcl_key(p, gen)) + suffix)
@@ -145,10 +172,15 @@ def run_bfcl(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any],
     overrides = {"model": p.model, **adapter, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
                  "call_gate": gate if adapter and gate is not None else "none", "experiment": p.experiment,
                  "run": f"{who}/bfcl", "out": str(dest), "wandb": p.wandb, "wandb_group": p.experiment,
+                 "reuse": str(reuse) if reuse and adapter and gate is not None else None,
                  **{k: getattr(gen, k) for k in ("format", "backend", "dtype", "device", "seed", "batch_size")
                     if k in p.eval_set}, **({"max_new_tokens": p.bfcl_max_new_tokens} if p.bfcl_max_new_tokens else {})}
     with ex.stage(f"BFCL {who}", timings):
-        in_fresh_process(bfcl_run, overrides)
+        if finished(dest):  # rescored from its record
+            rescore_bfcl(dest, BFCLParams(**overrides).resolved())
+        else:
+            in_fresh_process(bfcl_run, overrides)
+    keep_predictions(dest)
     return dest
 
 
@@ -188,7 +220,10 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     sft_set = {**p.sft_set, "model": p.model, "experiment": p.experiment, "run": p.recipe, "wandb": p.wandb,
                "wandb_group": p.experiment, "data": f"{shown(build_dir)}:train", "eval_data": shown(build_dir)}
     load_params(SFTParams, p.sft_params, sft_set)  # every parameter checked before the first stage
-    ex.eval_params(p.eval_params, {**p.eval_set, "model": p.model})
+    gen = ex.eval_params(p.eval_params, {**p.eval_set, "model": p.model})
+    if p.gate_from_dev is not None and p.reuse_plain and gen.temperature != 0:
+        raise UserError(f"reuse_plain copies plain answers into the gated pass, which holds only for greedy decoding; "
+                        f"eval temperature is {gen.temperature}: set reuse_plain: false or temperature: 0")
     held_p = load_params(DataParams, p.held_out_params)
 
     # the held-out set first: the live build keeps its requests out (live_exclude_eval_of)
@@ -196,12 +231,14 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
         held_card = in_fresh_process(build, held_p)
     with ex.stage(f"build the data ({data_p.name})", timings):
         card = in_fresh_process(build, data_p)
-    with ex.stage(f"train {p.recipe}", timings):
-        tr = in_fresh_process(ex.train, "sft", p.sft_params, sft_set)
-    trained_on = trained_on_split(tr, card, build_dir)
     specs = {w: data_spec(w, build_dir, held_p.out_dir()) for w in SETS}
     keys = {w: f"-{split_hash(c, split)}" for w, c, split in (("dev", card, "eval"), ("transfer", card, "transfer"),
                                                                 ("held_out", held_card, "eval")) if w in p.sets}
+    if not p.fine_tuned:
+        return untrained_only(p, report, specs, keys, timings, started, command)
+    with ex.stage(f"train {p.recipe}", timings):
+        tr = trained(p, folder, keys, sft_set)
+    trained_on = trained_on_split(tr, card, build_dir)
     adapter = ex.adapter_of(tr)
     mine = evaluate_sets(p, p.recipe, folder, adapter, specs, keys, timings)
     bfcl_dir = run_bfcl(p, p.recipe, folder, adapter, timings) if p.bfcl else None
@@ -211,16 +248,16 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
         write_json(folder / "call_gate.json", gate)
         print(f"call gate chosen on dev: {gate['threshold']:.4f} (dev calls {gate['call_recall']:.1%}, "
               f"no call {gate['no_call_accuracy']:.1%}, AUC {gate['auc']:.3f})")
-        g_evals = evaluate_sets(p, f"{p.recipe}+gate", folder, adapter, specs, keys, timings, gate["threshold"], "-gate")
-        g_bfcl = run_bfcl(p, f"{p.recipe}+gate", folder, adapter, timings, gate["threshold"], "-gate") if p.bfcl else None
+        reuse = mine if p.reuse_plain else None
+        g_evals = evaluate_sets(p, f"{p.recipe}+gate", folder, adapter, specs, keys, timings, gate["threshold"],
+                                "-gate", reuse)
+        g_bfcl = run_bfcl(p, f"{p.recipe}+gate", folder, adapter, timings, gate["threshold"], "-gate",
+                          bfcl_dir if p.reuse_plain else None) if p.bfcl else None
         gated = {"gate": {k: v for k, v in gate.items() if k != "samples"}, "dirs": g_evals, "bfcl_dir": g_bfcl}
     base: dict[str, Path] = {}
     base_bfcl = None
     if p.untrained:
-        base = evaluate_sets(p, "untrained", report / "untrained", {}, specs, keys, timings)
-        base_bfcl = run_bfcl(p, "untrained", report / "untrained", {}, timings) if p.bfcl else None
-    shutil.rmtree(folder / "train", ignore_errors=True)
-    ex.keep_training(tr, folder / "train")
+        base, base_bfcl = evaluate_untrained(p, report, specs, keys, timings, command)
     timings["total"] = round(time.perf_counter() - started, 1)
     results = {
         "recipe": p.recipe, "description": p.description, "model": p.model, "command": command,
@@ -236,7 +273,7 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
         "paired": {w: paired(mine[w], base[w]) for w in mine if w in base},
         "bfcl": bfcl_summary(bfcl_dir) if bfcl_dir else None,
         "untrained_bfcl": shown(base_bfcl) if base_bfcl else None,
-        "gated": {"gate": gated["gate"],
+        "gated": {"gate": gated["gate"], "answers_copied": copied_answers([*gated["dirs"].values(), gated["bfcl_dir"]]),
                   "evals": {w: {"dir": shown(d), **kinetic_row(w, results_of(d))} for w, d in gated["dirs"].items()},
                   "paired": {w: paired(d, base[w]) for w, d in gated["dirs"].items() if w in base},
                   "bfcl": bfcl_summary(gated["bfcl_dir"]) if gated["bfcl_dir"] else None} if gated else None,
@@ -245,6 +282,66 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     readme = write_report(report, p.headline)
     print(f"headline recipe {p.recipe} done in {timings['total'] / 60:.1f} min; report: {shown(readme)}")
     return results
+
+
+def planned_stages(p: HeadlineParams, folder: Path, keys: dict[str, str]) -> list[Path]:
+    """The folders of every evaluation of the recipe's adapter (plain, then gated)."""
+    suffixes = ["", "-gate"] if p.gate_from_dev is not None else [""]
+    return [folder / "eval" / f"{w}{keys.get(w, '')}{x}" for x in suffixes for w in p.sets] + \
+        ([folder / f"bfcl{x}" for x in suffixes] if p.bfcl else [])
+
+
+def trained(p: HeadlineParams, folder: Path, keys: dict[str, str], sft_set: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's training run: trained (or resumed, or found finished in runs/), and its record kept
+    in `<folder>/train/`; when every evaluation of the adapter is already recorded (a fresh clone
+    of committed results without runs/), that record stands in and nothing is trained."""
+    record = folder / "train" / "results.json"
+    if record.is_file() and all(finished(d) for d in planned_stages(p, folder, keys)):
+        tr = read_json(record, "training record")
+        if "outputs" in tr:
+            if not ex.run_dir(tr).is_dir():
+                print(f"every evaluation of recipe {p.recipe} is recorded under {shown(folder)}: rescoring them "
+                      f"without its adapter (not on this machine; delete {shown(folder)} to train again)", flush=True)
+            return tr
+    tr = in_fresh_process(ex.train, "sft", p.sft_params, sft_set)
+    tr["weights_sha256"] = weights_sha256(ex.run_dir(tr))
+    had = read_json(record, "training record") if record.is_file() else {}
+    recorded_evals = [shown(d) for d in planned_stages(p, folder, keys) if finished(d)]
+    if recorded_evals and had.get("weights_sha256") not in (None, tr["weights_sha256"]):
+        # training again (a machine without runs/) must give the same weights for the recorded
+        # evaluations to stand beside the new ones; only the recorded hash can tell
+        raise UserError(f"the adapter trained now ({tr['weights_sha256'][:12]}) is not the one whose evaluations are "
+                        f"recorded under {shown(folder)} ({(had.get('weights_sha256') or 'unrecorded')[:12]}; "
+                        f"{len(recorded_evals)} of them, first {recorded_evals[0]}); delete that folder's eval/ and "
+                        "bfcl*/ folders to evaluate this adapter (git keeps the old ones)")
+    if recorded_evals and had.get("weights_sha256"):
+        print(f"the adapter trained again is identical to the recorded one ({tr['weights_sha256'][:12]}): its "
+              f"{len(recorded_evals)} recorded evaluations stand", flush=True)
+    shutil.rmtree(folder / "train", ignore_errors=True)
+    ex.keep_training(tr, folder / "train", summary=False)
+    write_json(record, tr)
+    return tr
+
+
+def evaluate_untrained(p: HeadlineParams, report: Path, specs: dict[str, str], keys: dict[str, str],
+                       timings: dict[str, float], command: str) -> tuple[dict[str, Path], Path | None]:
+    """The untrained model on the recipe's sets and BFCL; its latest rows in <report>/untrained/results.json."""
+    base = evaluate_sets(p, "untrained", report / "untrained", {}, specs, keys, timings)
+    base_bfcl = run_bfcl(p, "untrained", report / "untrained", {}, timings) if p.bfcl else None
+    write_json(report / "untrained" / "results.json", {
+        "model": p.model, "command": command,
+        "evals": {w: {"dir": shown(d), **kinetic_row(w, results_of(d))} for w, d in base.items()},
+        "bfcl": bfcl_summary(base_bfcl) if base_bfcl else None, "provenance": provenance(), "complete": True})
+    return base, base_bfcl
+
+
+def untrained_only(p: HeadlineParams, report: Path, specs: dict[str, str], keys: dict[str, str],
+                   timings: dict[str, float], started: float, command: str) -> dict[str, Any]:
+    """`fine_tuned: false`: the untrained model's rows alone, then the report."""
+    evaluate_untrained(p, report, specs, keys, timings, command)
+    readme = write_report(report, p.headline)
+    print(f"untrained rows done in {(time.perf_counter() - started) / 60:.1f} min; report: {shown(readme)}")
+    return read_json(report / "untrained" / "results.json", "untrained rows")
 
 
 def paired(a: Path, b: Path) -> dict[str, Any]:

@@ -64,13 +64,13 @@ def _cell(value: float | None, target: float | None = None) -> str:
     return pct(value) + mark
 
 
-def bfcl_table(found: dict[str, dict[str, Any]], headline: str, untrained: dict[str, Any] | None) -> list[str]:
+def bfcl_table(found: dict[str, dict[str, Any]], headline: str, untrained: dict[str, Any] | None,
+               model: str) -> list[str]:
     cats = list(bfcl_data.BENCHMARK_CATEGORIES)
     lines = ["| model | " + " | ".join(cats) + " | irrelevance: parse-valid no call | checkers agree | source |",
              "|---" * (len(cats) + 4) + "|"]
     for name, scores, source in PUBLISHED:
         lines.append(f"| {name} | " + " | ".join(_cell(scores.get(c)) for c in cats) + f" | n/a | n/a | {source} |")
-    model = next((r["model"] for r in found.values()), "the model")
     rows = [(f"{model}, untrained", untrained)] if untrained else []
     for n, r in sorted(found.items(), key=lambda kv: (kv[0] != headline, kv[0])):
         name = f"{r['model']} + recipe `{n}`" + (" (headline)" if n == headline else "")
@@ -104,6 +104,13 @@ def gate_text(gate: dict[str, Any]) -> str:
     return f"P(call) ≥ {gate['threshold']:.3f}: dev no-call accuracy ≥ {pct(gate['target_no_call_accuracy'])}"
 
 
+def copied_text(copied: dict[str, int] | None) -> str:
+    if not copied or not copied["of"]:
+        return ""
+    return (f"; {copied['copied']} of its {copied['of']} answers, on these sets and BFCL, were the plain answers "
+            "the gate kept, copied rather than generated again")
+
+
 def paired_rows(paired_sets: dict[str, Any]) -> list[str]:
     lines = ["| set | n | recipe | untrained | difference (95% paired bootstrap CI) | McNemar p |",
              "|---|---|---|---|---|---|"]
@@ -116,27 +123,32 @@ def paired_rows(paired_sets: dict[str, Any]) -> list[str]:
     return lines
 
 
-def untrained_bfcl(found: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def untrained_bfcl(found: dict[str, dict[str, Any]], report: Path) -> dict[str, Any] | None:
+    """The untrained model's BFCL row: a recipe's, else the latest untrained-only run's."""
     for r in found.values():
         if r.get("untrained_bfcl") and (local_path(r["untrained_bfcl"]) / "results.json").is_file():
             return bfcl_summary(local_path(r["untrained_bfcl"]))
-    return None
+    alone = report / "untrained" / "results.json"
+    return json.loads(alone.read_text()).get("bfcl") if alone.is_file() else None
 
 
 def write_report(report: Path, headline: str) -> Path:
     found = recipes(report)
     head = found.get(headline)
-    model = head["model"] if head else next((r["model"] for r in found.values()), "the model")
+    alone = report / "untrained" / "results.json"
+    model = head["model"] if head else next((r["model"] for r in found.values()),
+                                            json.loads(alone.read_text())["model"] if alone.is_file() else "the model")
     lines = [f"# The headline recipe: {model} fine-tuned for BFCL", "",
              ("Made by `python -m common.experiments.headline params/headline.yaml` (issue 18); each recipe's "
-              "folder holds its `results.json`, training history and evaluation folders (predictions stay local). "
+              "folder holds its `results.json`, training record and evaluation folders, each with its predictions "
+              "compressed (`predictions.jsonl.gz`), so this report and its paired tests rebuild from a fresh clone. "
               "BFCL's non-live categories are scored by BFCL's own AST checker; every recipe was chosen on the dev "
               "split and run on BFCL once, plain, and, where a call gate was chosen on dev, once more with it "
               "(LOG.md lists every run)."), "",
              "## BFCL non-live, BFCL's checker", "",
              ("Published rows: the leaderboard's `simple` is the mean of python, java and javascript; ours is "
               "simple_python alone. ✓/✗: at or above FunctionGemma-270M's score in that category."), "",
-             *bfcl_table(found, headline, untrained_bfcl(found)), ""]
+             *bfcl_table(found, headline, untrained_bfcl(found, report), model), ""]
     if head:
         lines += ["## The headline recipe against the untrained model, paired", "",
                   (f"Recipe `{headline}` ({head['description']}): {head['recipe_text']}; "
@@ -146,7 +158,9 @@ def write_report(report: Path, headline: str) -> Path:
         if head.get("gated") and head["gated"]["paired"]:
             lines += [(f"With the call gate chosen on the dev split ({gate_text(head['gated']['gate'])}; on dev it "
                        f"calls on {pct(head['gated']['gate']['call_recall'])} of the requests that need a call; the "
-                       "dev row is where the threshold was chosen):"), "", *paired_rows(head["gated"]["paired"]), ""]
+                       "dev row is where the threshold was chosen"
+                       + copied_text(head["gated"].get("answers_copied")) + "):"), "",
+                      *paired_rows(head["gated"]["paired"]), ""]
     lines += ["## Ablations: what each ingredient adds", "",
               ("Same model, training budget and dev split; BFCL once per recipe and decoding. A gated row's dev "
                "accuracy is in-sample for its threshold (chosen on those predictions)."), "",

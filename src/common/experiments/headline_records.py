@@ -1,0 +1,106 @@
+"""What the headline runner keeps so that a fresh clone loses nothing (`common.experiments.headline`):
+each finished evaluation's predictions archived beside its results, the test that an evaluation is
+finished (its results, and a prediction for every sample, local or archived), the check that a
+recorded evaluation matches what the recipe asks for before it is rescored instead of generated,
+and the hash of a training run's weights, which decides whether a retrained adapter may stand
+beside evaluations recorded from an earlier one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from common.bfcl.params import BFCLParams
+from common.bfcl.report import score as bfcl_score
+from common.errors import UserError
+from common.evaluation.params import EvalParams
+from common.evaluation.runner import differences, generation_settings, score
+from common.experiments.compare import results_of
+from common.gguf_convert import digest
+from common.jsonio import archive, read_json, read_jsonl, restore
+from common.provenance import local_path, portable, shown
+from common.sources import load_data
+
+# Settings a recorded evaluation may differ in and still stand: how this machine runs the model
+# (a fresh clone on a GPU resolves `auto` otherwise; the results record theirs), and the data's
+# path (the folder's name carries the split's content hash).
+MACHINE_KEYS = ("backend", "dtype", "data")
+BFCL_KEYS = ("model", "adapter", "categories", "limit", "call_gate", "max_new_tokens", "format", "seed")
+
+
+def answered(folder: Path) -> bool:
+    """An evaluation folder with its results, whose predictions (local, else the committed archive,
+    brought back) answer every sample its results count."""
+    if not ((folder / "run.json").is_file() and (folder / "results.json").is_file()):
+        return False
+    restore(folder / "predictions.jsonl")
+    ids = {r["id"] for r in read_jsonl(folder / "predictions.jsonl", ("id",))}
+    return len(ids) >= read_json(folder / "results.json", "results")["n_samples"]
+
+
+def finished(dest: Path) -> bool:
+    """A finished evaluation (results and every prediction); a BFCL run: every category's."""
+    if (dest / "params.json").is_file():  # a BFCL run: one evaluation folder per category
+        cats = read_json(dest / "params.json", "BFCL parameters")["categories"]
+        return (dest / "results.json").is_file() and all(answered(dest / c) for c in cats)
+    return answered(dest)
+
+
+def check_record(dest: Path, had: dict[str, Any], now: dict[str, Any]) -> None:
+    """A finished evaluation stands only for the same model, adapter and decoding."""
+    had, now = portable(had), portable(now)
+    if had != now:
+        raise UserError(f"{shown(dest)} holds an evaluation made with other settings ({differences(had, now)}); "
+                        "delete that folder to evaluate this recipe into it")
+
+
+def recorded_spec(folders: list[Path | None], spec: str) -> str:
+    """The data spec the first recorded evaluation among `folders` read, where this machine has it:
+    another recipe's build of the same split (the folders carry its content hash) holds the same
+    samples, so its evaluation stands; else `spec`."""
+    for d in folders:
+        if d and (d / "run.json").is_file():
+            had = read_json(d / "run.json", "run record")["params"]["data"]
+            local = had.startswith(("suite:", "bfcl:")) or local_path(had.rsplit(":", 1)[0]).exists()
+            return had if local else spec
+    return spec
+
+
+def drop(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def keep_predictions(dest: Path) -> None:
+    """Every predictions.jsonl under `dest` archived beside it (committed with the results)."""
+    for path in sorted(dest.rglob("predictions.jsonl")):
+        archive(path)
+
+def rescore(dest: Path, planned: EvalParams, spec: str) -> None:
+    """A finished evaluation scored again from its record (no model loads), once it matches `planned`."""
+    run = read_json(dest / "run.json", "run record")
+    check_record(dest, {**drop(run["generation"], MACHINE_KEYS), "limit": run["params"]["limit"]},
+                 {**drop(generation_settings(planned), MACHINE_KEYS), "limit": planned.limit})
+    score(dest, load_data(spec, planned.limit))
+
+
+def rescore_bfcl(dest: Path, planned: BFCLParams) -> None:
+    """A finished BFCL run scored again from its record, once it matches `planned`."""
+    had = read_json(dest / "params.json", "BFCL parameters")
+    check_record(dest, {k: had.get(k) for k in BFCL_KEYS}, {k: getattr(planned, k) for k in BFCL_KEYS})
+    bfcl_score(dest)
+
+
+def weights_sha256(run: Path) -> str:
+    """One hash of a training run's saved weights: its adapter's (or the full model's) safetensors
+    files (not its config, which names the base model's path on this machine)."""
+    folder = next((run / k for k in ("adapter", "model") if any((run / k).glob("*.safetensors"))), None)
+    if folder is None:
+        raise UserError(f"{shown(run)} holds no saved weights (adapter/ or model/ *.safetensors); delete it to "
+                        "train again")
+    return digest(folder, pattern="*.safetensors")
+
+
+def copied_answers(dests: list[Path | None]) -> dict[str, int]:
+    """How many of the gated answers were copied from the plain pass (`reuse`), of how many."""
+    found = [results_of(f.parent)["throughput"] for d in dests if d for f in d.rglob("run.json")]
+    return {"copied": sum(t.get("reused", 0) for t in found), "of": sum(t["samples"] + t.get("reused", 0) for t in found)}
