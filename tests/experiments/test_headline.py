@@ -47,6 +47,9 @@ def test_a_recipe_and_its_ablation_make_one_report(roots, capsys):
     report = roots / "reports" / "bfcl" / "headline-smollm2-135m"
     assert full["complete"] and set(full["evals"]) == {"dev", "transfer", "held_out", "suite"}
     assert set(full["paired"]) == set(full["evals"]) and full["paired"]["dev"]["n"] == 3
+    kinds = full["paired"]["dev"]["by_kind"]
+    assert kinds["call"]["n"] + kinds["no_call"]["n"] == 3
+    assert all(k["accuracy"] is None or 0 <= k["accuracy"] <= 1 for k in kinds.values())
     assert full["bfcl"]["per_category"]["irrelevance"]["n"] == 2
     assert sum(c["n"] for c in full["evals"]["dev"]["by_category"].values()) == 3
     assert full["evals"]["suite"]["by_category"] is None
@@ -67,6 +70,7 @@ def test_a_recipe_and_its_ablation_make_one_report(roots, capsys):
     assert "FunctionGemma-270M-it (the target)" in text and "recipe `full` (headline)" in text
     assert "| `real-only` | real requests only |" in text and "| `full` |" in text
     assert "tiny-random-llama, untrained" in text and "McNemar" in text
+    assert "needs a call: n, recipe / untrained" in text
     assert json.loads((report / "results.json").read_text())["recipes"] == ["full", "real-only"]
     # a rerun finds every stage done: the adapter is not rewritten, no prediction is added
     adapter = roots / "runs" / "headline" / "full" / "adapter" / "adapter_model.safetensors"
@@ -250,3 +254,20 @@ def test_the_shipped_recipe_and_ablations_validate_and_a_typo_is_named():
     assert len(set(names.values())) == 4 and names["pythonic"] == names["full"]
     with pytest.raises(ParamsError, match="sets"):
         load_params(headline.HeadlineParams, ["params/headline.yaml"], {"sets": ["devv"]})
+
+
+def test_the_paired_rows_split_each_set_by_what_its_requests_need():
+    from common.evaluation.checker import Verdict
+    def v(i, needs, right):
+        return Verdict(id=i, scenario="s", correct=right, error_kind=None, expected_names=["f"] if needs else [],
+                       output_names=[])
+    recipe = [v("a", True, True), v("b", True, False), v("c", False, False), v("d", False, True)]
+    never_calls = [v("a", True, False), v("b", True, False), v("c", False, True), v("d", False, True)]
+    kinds = headline.by_kind(recipe, never_calls)
+    assert kinds == {"call": {"n": 2, "accuracy": 0.5, "untrained_accuracy": 0.0},
+                     "no_call": {"n": 2, "accuracy": 0.5, "untrained_accuracy": 1.0}}
+    from common.experiments.headline_report import paired_rows
+    row = {"n": 4, "accuracy": 0.5, "untrained_accuracy": 0.5, "difference": {"difference": 0.0, "ci": [-0.5, 0.5]},
+           "mcnemar_exact_p": 1.0, "by_kind": kinds}
+    assert paired_rows({"dev": row})[2].endswith("| 2, 50.0% / 0.0% | 2, 50.0% / 100.0% |")
+    assert paired_rows({"dev": {k: x for k, x in row.items() if k != "by_kind"}})[2].endswith("| n/a | n/a |")

@@ -349,7 +349,20 @@ def paired(a: Path, b: Path) -> dict[str, Any]:
     va, vb = verdicts(a), verdicts(b)
     return {**head_to_head(va, vb), "difference": paired_difference(va, vb),
             "accuracy": results_of(a)["metrics"]["kinetic"]["accuracy"],
-            "untrained_accuracy": results_of(b)["metrics"]["kinetic"]["accuracy"], "n": len(va)}
+            "untrained_accuracy": results_of(b)["metrics"]["kinetic"]["accuracy"], "n": len(va),
+            "by_kind": by_kind(va, vb)}
+
+
+def by_kind(va: list[Any], vb: list[Any]) -> dict[str, dict[str, Any]]:
+    """Accuracy on the samples that need a call and on those that need none, for both models: a
+    model that never calls scores the no-call share of a set, so the total alone can hide learning."""
+    untrained = {v.id: v.correct for v in vb}
+    out = {}
+    for kind, wanted in (("call", True), ("no_call", False)):
+        rows = [v for v in va if bool(v.expected_names) == wanted]
+        out[kind] = {"n": len(rows), "accuracy": sum(v.correct for v in rows) / len(rows) if rows else None,
+                     "untrained_accuracy": sum(untrained[v.id] for v in rows) / len(rows) if rows else None}
+    return out
 
 
 def by_category(eval_dir: Path, spec: str) -> dict[str, dict[str, Any]] | None:

@@ -112,14 +112,17 @@ def copied_text(copied: dict[str, int] | None) -> str:
 
 
 def paired_rows(paired_sets: dict[str, Any]) -> list[str]:
-    lines = ["| set | n | recipe | untrained | difference (95% paired bootstrap CI) | McNemar p |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| set | n | recipe | untrained | difference (95% paired bootstrap CI) | McNemar p | "
+             "needs a call: n, recipe / untrained | needs none: n, recipe / untrained |", "|---|---|---|---|---|---|---|---|"]
     for which, d in paired_sets.items():
         diff = d["difference"]
         ci = diff.get("ci") or [float("nan")] * 2
+        kinds = [(k := (d.get("by_kind") or {}).get(kind)) and
+                 f"{k['n']}, {_cell(k['accuracy'])} / {_cell(k['untrained_accuracy'])}" or "n/a"
+                 for kind in ("call", "no_call")]
         lines.append(f"| {SET_TEXT[which]} | {d['n']} | {pct(d['accuracy'])} | {pct(d['untrained_accuracy'])} | "
                      f"{100 * diff['difference']:+.1f} ({100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}) | "
-                     f"{d['mcnemar_exact_p']:.3g} |")
+                     f"{d['mcnemar_exact_p']:.3g} | {kinds[0]} | {kinds[1]} |")
     return lines
 
 
@@ -153,7 +156,9 @@ def write_report(report: Path, headline: str) -> Path:
         lines += ["## The headline recipe against the untrained model, paired", "",
                   (f"Recipe `{headline}` ({head['description']}): {head['recipe_text']}; "
                    f"{head['train']['data']['train']['sequences']} training samples of `{head['data']['build']}`, "
-                   f"{head['train']['steps']} steps. Plain greedy decoding.{trained_on_text(head)}"), "",
+                   f"{head['train']['steps']} steps. Plain greedy decoding.{trained_on_text(head)} A model "
+                   "that never calls scores a set's share of requests that need no call, so the last two columns "
+                   "split each set by what its requests need."), "",
                   *paired_rows(head["paired"]), ""]
         if head.get("gated") and head["gated"]["paired"]:
             lines += [(f"With the call gate chosen on the dev split ({gate_text(head['gated']['gate'])}; on dev it "
