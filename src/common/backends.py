@@ -140,9 +140,6 @@ class TransformersBackend(Backend):
         return [self._decode(row[width:].tolist(), int(mask.sum()), seconds, p)
                 for row, mask, p in zip(out, batch["attention_mask"], p_call)]
 
-    def _first_call(self, new: list[int]) -> bool | None:
-        return bool(new) and new[0] == self.call_probe.token_id if self.call_probe else None
-
     def _decode(self, new: list[int], prompt_tokens: int, seconds: float, p_call: float | None = None
                 ) -> Generation:
         stop = next((i for i, t in enumerate(new) if t in self.stop_ids), None)
@@ -156,5 +153,5 @@ class TransformersBackend(Backend):
         return Generation(text=text if cut is None else text[:cut], prompt_tokens=prompt_tokens,
                           new_tokens=len(kept) + (stop is not None), seconds=seconds,
                           finish_reason="stop" if stopped else "length", p_call=p_call,
-                          first_call=self._first_call(new))
+                          first_call=self.call_probe.started_call(new) if self.call_probe else None)
 

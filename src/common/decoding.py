@@ -65,6 +65,10 @@ class CallDecision:
     def reset(self) -> None:
         self.p_call = None
 
+    def started_call(self, new: list[int]) -> bool:
+        """Whether an answer's first generated token (of `new`) was the call token."""
+        return bool(new) and new[0] == self.token_id
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.p_call is not None:  # not the first step
             return scores

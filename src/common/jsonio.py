@@ -24,10 +24,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gzip
-import zlib
 import json
 import os
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

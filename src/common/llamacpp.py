@@ -271,4 +271,4 @@ class LlamaCppBackend(Backend):
         cut = cut_at_stop(text, self.stop_strings)
         return Generation(text=text if cut is None else text[:cut], prompt_tokens=prompt_tokens,
                           new_tokens=len(new), seconds=0.0, finish_reason=reason,
-                          first_call=new[0] == self.call_probe.token_id if self.call_probe else None)
+                          first_call=self.call_probe.started_call(new) if self.call_probe else None)

@@ -99,12 +99,17 @@ def differences(there: dict[str, Any], now: dict[str, Any]) -> str:
     return "; ".join(f"{k}: {there.get(k)!r} there, {now.get(k)!r} now" for k in now if there.get(k) != now.get(k))
 
 
+def settings_of(row: dict[str, Any], recorded: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A prediction's generation settings: its own, else (an older record) its folder's run.json's."""
+    return row.get("settings") or (recorded and portable(recorded)) or None
+
+
 def check_predictions(out: Path, settings: dict[str, Any], recorded: dict[str, Any] | None,
                       rows: list[dict[str, Any]]) -> None:
     """Refuse predictions made with other settings than `settings`. Each record carries its
     own; older records without them fall back to the folder's run.json."""
     for row in rows:
-        theirs = row.get("settings") or (recorded and portable(recorded))
+        theirs = settings_of(row, recorded)
         if not theirs:
             raise UserError(f"{out} holds predictions whose settings are unknown (no run.json, none in the "
                             "records); use another --out (or --run), or delete that folder to start over")
@@ -145,8 +150,7 @@ def reused_answers(params: EvalParams, samples: list[Sample], done: set[str],
     plain = {**settings, "call_gate": None}
     # older records carry no settings: the folder's run.json speaks for them
     recorded = read_json(source / "run.json", "run record").get("generation") if (source / "run.json").is_file() else None
-    other = next((theirs for r in rows.values()
-                  if (theirs := r.get("settings") or (recorded and portable(recorded)) or {}) != plain), None)
+    other = next((theirs for r in rows.values() if (theirs := settings_of(r, recorded) or {}) != plain), None)
     if other is not None:
         raise UserError(f"reuse: {source} was generated with other settings than this run's without its gate "
                         f"({differences(other, plain)}); reuse a plain run of the same model, adapter, "

@@ -296,7 +296,9 @@ def trained(p: HeadlineParams, folder: Path, keys: dict[str, str], sft_set: dict
     in `<folder>/train/`; when every evaluation of the adapter is already recorded (a fresh clone
     of committed results without runs/), that record stands in and nothing is trained."""
     record = folder / "train" / "results.json"
-    if record.is_file() and all(finished(d) for d in planned_stages(p, folder, keys)):
+    stages = planned_stages(p, folder, keys)
+    recorded_evals = [shown(d) for d in stages if finished(d)]
+    if record.is_file() and len(recorded_evals) == len(stages):
         tr = read_json(record, "training record")
         if "outputs" in tr:
             if not ex.run_dir(tr).is_dir():
@@ -306,7 +308,6 @@ def trained(p: HeadlineParams, folder: Path, keys: dict[str, str], sft_set: dict
     tr = in_fresh_process(ex.train, "sft", p.sft_params, sft_set)
     tr["weights_sha256"] = weights_sha256(ex.run_dir(tr))
     had = read_json(record, "training record") if record.is_file() else {}
-    recorded_evals = [shown(d) for d in planned_stages(p, folder, keys) if finished(d)]
     if recorded_evals and had.get("weights_sha256") not in (None, tr["weights_sha256"]):
         # training again (a machine without runs/) must give the same weights for the recorded
         # evaluations to stand beside the new ones; only the recorded hash can tell

@@ -19,7 +19,7 @@ from common.experiments.compare import results_of
 from common.gguf_convert import digest
 from common.jsonio import archive, read_json, read_jsonl, restore
 from common.provenance import local_path, portable, shown
-from common.sources import load_data
+from common.sources import BFCL_PREFIX, SUITE_PREFIX, load_data
 
 # Settings a recorded evaluation may differ in and still stand: how this machine runs the model
 # (a fresh clone on a GPU resolves `auto` otherwise; the results record theirs), and the data's
@@ -61,7 +61,7 @@ def recorded_spec(folders: list[Path | None], spec: str) -> str:
     for d in folders:
         if d and (d / "run.json").is_file():
             had = read_json(d / "run.json", "run record")["params"]["data"]
-            local = had.startswith(("suite:", "bfcl:")) or local_path(had.rsplit(":", 1)[0]).exists()
+            local = had.startswith((SUITE_PREFIX, BFCL_PREFIX)) or local_path(had.rsplit(":", 1)[0]).exists()
             return had if local else spec
     return spec
 
@@ -74,6 +74,7 @@ def keep_predictions(dest: Path) -> None:
     """Every predictions.jsonl under `dest` archived beside it (committed with the results)."""
     for path in sorted(dest.rglob("predictions.jsonl")):
         archive(path)
+
 
 def rescore(dest: Path, planned: EvalParams, spec: str) -> None:
     """A finished evaluation scored again from its record (no model loads), once it matches `planned`."""
