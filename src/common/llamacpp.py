@@ -78,7 +78,7 @@ class LlamaCppModel:
         self.lc, self.path, self.info = lc, Path(path), dict(info or {})
         _quiet()
         lc.llama_backend_init()
-        self.model = lc.llama_model_load_from_file(str(self.path).encode(), lc.llama_model_default_params())
+        self.model = lc.llama_model_load_from_file(str(self.path).encode(), self._model_params())
         if not self.model:
             raise UserError(f"llama.cpp could not load {self.path}; delete it to convert again")
         self.vocab = lc.llama_model_get_vocab(self.model)
@@ -87,6 +87,17 @@ class LlamaCppModel:
         self.n_threads = n_threads or len(os.sched_getaffinity(0))
         self.ctx = self.batch = None
         self.open(n_seq, n_ctx_seq)
+
+    def _model_params(self) -> Any:
+        """llama.cpp's defaults, less its extra weight buffers on CPUs with AMX: the AMX buffer of
+        llama-cpp-python 0.3.36's build segfaults in its q8_0 matmul (SmolLM2-135M and the tiny
+        test model alike; seen 2026-11-30 on a Sapphire Rapids-class CPU, LOG.md). Off, q8_0 runs
+        on the AVX-512 kernels; f16 and f32 never use those buffers."""
+        p = self.lc.llama_model_default_params()
+        if "AMX_INT8 = 1" in self.lc.llama_print_system_info().decode(errors="replace"):
+            p.use_extra_bufts = False
+            self.info["extra_buffers"] = False
+        return p
 
     def open(self, n_seq: int, n_ctx_seq: int) -> None:
         """(Re)create the context: `n_seq` sequences of `n_ctx_seq` tokens each."""

@@ -142,7 +142,7 @@ def run_config(name: str, args: argparse.Namespace, samples: list[Any], fmt: Any
         "texts": [r["text"] for r in single], "verdicts": [v.correct for v in verdicts],
         "error_kinds": [v.error_kind for v in verdicts], "p_call": [r["p_call"] for r in single],
         "calls": [bool(v.output_names) for v in verdicts],
-        "engine": {k: v for k, v in info.items() if k in ("llama_cpp_python", "system_info", "n_threads", "gguf")},
+        "engine": {k: v for k, v in info.items() if k in ("llama_cpp_python", "system_info", "n_threads", "gguf", "extra_buffers")},
     }
 
 
