@@ -43,6 +43,7 @@ from common.data.build import DataParams, build
 from common.errors import ArgumentParser, cli
 from common.evaluation.report import engine_text
 from common.experiments import steps as ex
+from common.bfcl.params import BFCLParams
 from common.experiments.compare import markdown_table
 from common.experiments.headline_report import PUBLISHED, bfcl_summary
 from common.experiments.notebooks import execute
@@ -77,6 +78,8 @@ class QuickstartParams(BaseModel):
         "BFCL non-live categories both models are scored on by BFCL's checker (a slice of the headline's "
         "five, e.g. [simple_python, irrelevance]); []: none"))
     bfcl_limit: int | None = Field(100, ge=1, description="the first N entries of each BFCL category; None: all")
+    bfcl_max_new_tokens: int | None = Field(None, ge=1, description=(
+        "BFCL's answer cap; None: the BFCL runner's 256, as in the headline's BFCL runs"))
     gate_samples: int = Field(160, ge=8, description="unused training samples the call gate is chosen on")
     gate_no_call_accuracy: float | None = Field(0.8, gt=0, lt=1, description=(
         "the gate answers at least this share of calibration samples that need no call without one; "
@@ -169,6 +172,9 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
         ["build the data", "evaluate the untrained model", "LoRA SFT", "call gate + evaluate the fine-tuned model",
          *(["BFCL slice, both models"] if slice_ else []), "compare (notebook 07)"], 1)]
     held_p = load_params(DataParams, p.held_out_params) if p.held_out_params else None
+    if slice_:  # the BFCL data (the bfcl-eval wheel) is found now, not after the training
+        BFCLParams(model=p.model, categories=p.bfcl_categories, limit=p.bfcl_limit)
+        bfcl_data.data_dir()
 
     with ex.stage(names[0], timings):
         if held_p is not None:  # the held-out build first: the training build keeps its requests out
@@ -199,7 +205,8 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
                 bfcl_dirs[who] = out / who / "bfcl"
                 in_fresh_process(ex.bfcl_run, p.eval_params, eval_set, {
                     "model": p.model, **adapter, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
-                    "call_gate": g if g is not None else "none", "run": f"{who}/bfcl", "out": str(bfcl_dirs[who])})
+                    "call_gate": g if g is not None else "none", "run": f"{who}/bfcl", "out": str(bfcl_dirs[who]),
+                    **({"max_new_tokens": p.bfcl_max_new_tokens} if p.bfcl_max_new_tokens else {})})
     with ex.stage(names[-1], timings):
         execute("07_benchmark", out, {
             "experiment": p.experiment, "run": "comparison", "out_dir": shown(out),
@@ -254,8 +261,7 @@ def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: 
         f"`{command}` on {where}, commit "
         f"`{(ev['provenance']['git']['commit'] or 'unknown')[:10]}`"
         f"{' (uncommitted changes)' if ev['provenance']['git']['dirty'] else ''}.", "",
-        f"Model `{tr['model']}`; held-out samples: the first {ev['n_samples']} of the eval split of `{ev['data']}` "
-        f"(drawn with seed {card['params']['eval_seed']}, never trained on); greedy decoding by "
+        f"Model `{tr['model']}`; {held_out_text(ev, card)}; greedy decoding by "
         f"{engine_text(ev.get('generation'))}.", "",
         "## Result", "", *verdict_lines(comp), "",
         markdown_table(comp["table"]),
@@ -291,6 +297,19 @@ def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: 
     return path
 
 
+def held_out_text(ev: dict[str, Any], card: dict[str, Any]) -> str:
+    """What the evaluation's samples are: a live build's split is whole toolkits held back, an
+    offline build's eval split a seeded draw."""
+    data, n = ev["data"], ev["n_samples"]
+    if data.endswith(":transfer"):
+        return (f"evaluation samples: the first {n} of `{data}`, the live mix's transfer split (real requests "
+                "of toolkits never trained on)")
+    if card.get("params", {}).get("mix") == "live":
+        return f"evaluation samples: the first {n} of the dev split of `{data}` (live toolkits held back from training)"
+    return (f"held-out samples: the first {n} of the eval split of `{data}` (drawn with seed "
+            f"{card['params']['eval_seed']}, never trained on)")
+
+
 def bfcl_section(p: QuickstartParams, dirs: dict[str, Path]) -> list[str]:
     """Both models on the BFCL slice, scored by BFCL's own checker, beside FunctionGemma-270M's
     published score on the whole category (the headline's target)."""
@@ -313,7 +332,9 @@ def bfcl_section(p: QuickstartParams, dirs: dict[str, Path]) -> list[str]:
     limit = f"the first {p.bfcl_limit} entries" if p.bfcl_limit else "all entries"
     return ["## BFCL slice", "",
             f"BFCL's non-live {', '.join(p.bfcl_categories)}: {limit} of each, scored by BFCL's own checker "
-            f"(Wilson 95% intervals), each model decoding as on the held-out samples. The last column is "
+            f"(Wilson 95% intervals); the untrained model decodes plainly, the fine-tuned one as in its evaluation "
+            f"(with its call gate, if it has one); answers of up to {p.bfcl_max_new_tokens or 256} tokens. The last "
+            f"column is "
             f"{name.split(' (')[0]}'s published score on the whole category ({source}): the headline's target "
             "(reports/bfcl/headline-smollm2-135m/), not comparable entry for entry.", "",
             "| category | entries | " + " | ".join(runs) + f" | {name.split(' (')[0]} |",

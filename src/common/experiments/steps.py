@@ -72,7 +72,7 @@ def evaluate_model(files: list[str], overrides: dict[str, Any]) -> dict[str, Any
 
 
 # what a BFCL run takes from an evaluation's parameters, so both decode alike
-GENERATION_KEYS = ("format", "backend", "dtype", "device", "seed", "batch_size")
+BFCL_SHARED_KEYS = ("format", "backend", "dtype", "device", "seed", "batch_size")
 
 
 def bfcl_run(eval_files: list[str], eval_set: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def bfcl_run(eval_files: list[str], eval_set: dict[str, Any], overrides: dict[st
     `auto` itself, for its model and adapter)."""
     from common.bfcl.run import run  # (the BFCL runner imports the engines)
     ev = load_params(EvalParams, eval_files, eval_set)
-    return run({**{k: getattr(ev, k) for k in GENERATION_KEYS},
+    return run({**{k: getattr(ev, k) for k in BFCL_SHARED_KEYS},
                 **{k: eval_set[k] for k in ("experiment", "wandb", "wandb_group") if k in eval_set}, **overrides})
 
 
