@@ -92,9 +92,11 @@ class LlamaCppModel:
         """llama.cpp's defaults, less its extra weight buffers on CPUs with AMX: the AMX buffer of
         llama-cpp-python 0.3.36's build segfaults in its q8_0 matmul (SmolLM2-135M and the tiny
         test model alike; seen 2026-11-30 on a Sapphire Rapids-class CPU, LOG.md). Off, q8_0 runs
-        on the AVX-512 kernels; f16 and f32 never use those buffers."""
+        on the AVX-512 kernels; f16 and f32 never use those buffers. (Off also means no repacked
+        q4-class weights, which only costs speed on such GGUFs, not used here.)"""
         p = self.lc.llama_model_default_params()
-        if "AMX_INT8 = 1" in self.lc.llama_print_system_info().decode(errors="replace"):
+        known = "use_extra_bufts" in dict(type(p)._fields_)  # a binding without it would ignore the setting
+        if known and "AMX_INT8 = 1" in self.lc.llama_print_system_info().decode(errors="replace"):
             p.use_extra_bufts = False
             self.info["extra_buffers"] = False
         return p

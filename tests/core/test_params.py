@@ -65,6 +65,7 @@ def test_a_gpu_layer_replaces_the_cpu_override_dicts_whole():
     held-out samples are scored, and its empty sft_set drops the CPU run's decision weight."""
     p = load_params(QuickstartParams, ["params/quickstart.yaml", "params/quickstart_qwen3_4b.yaml"])
     assert "limit" not in p.eval_set and p.sft_set == {} and p.model == "qwen3-4b-instruct-2507"
+    assert p.held_out_params == []  # Kinetic's data keeps nothing out
 
 
 def test_a_dotted_key_into_a_value_that_is_not_a_dict_is_refused(tmp_path):
@@ -129,3 +130,16 @@ def test_every_command_reads_overrides_with_the_same_grammar(command):
     main, argv = _mains()[command]
     with pytest.raises(ParamsError, match=r"unknown parameter 'nope'"):
         main([*argv, "--set", "nope.deeper=1", "--replace", "nope.other={a: 1}"])
+
+
+def test_the_quickstart_scores_only_non_live_bfcl_categories():
+    assert QuickstartParams(bfcl_categories=[]).bfcl_categories == []
+    with pytest.raises(ValueError, match=r"\['live_simple'\]: the quickstart scores BFCL's non-live categories"):
+        QuickstartParams(bfcl_categories=["simple_python", "live_simple"])
+
+
+def test_the_live_quickstart_layer_builds_the_held_out_set_first_and_scores_a_bfcl_slice():
+    p = load_params(QuickstartParams, ["params/quickstart.yaml", "params/quickstart_live.yaml"])
+    assert p.held_out_params == ["params/data.yaml"] and p.data_params == ["params/data_live.yaml"]
+    assert p.eval_set["data"] == "data/live:transfer" and p.bfcl_categories == ["simple_python", "irrelevance"]
+    assert load_params(QuickstartParams, ["params/quickstart.yaml"]).bfcl_categories == []

@@ -271,3 +271,9 @@ def test_the_paired_rows_split_each_set_by_what_its_requests_need():
            "mcnemar_exact_p": 1.0, "by_kind": kinds}
     assert paired_rows({"dev": row})[2].endswith("| 2, 50.0% / 0.0% | 2, 50.0% / 100.0% |")
     assert paired_rows({"dev": {k: x for k, x in row.items() if k != "by_kind"}})[2].endswith("| n/a | n/a |")
+
+
+def test_a_report_with_no_finished_recipe_says_so_instead_of_an_empty_table(tmp_path):
+    from common.experiments.headline_report import write_report
+    text = write_report(tmp_path / "report", "full").read_text()
+    assert "No recipe has finished yet" in text and "| recipe | what |" not in text

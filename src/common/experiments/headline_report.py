@@ -166,11 +166,16 @@ def write_report(report: Path, headline: str) -> Path:
                        "dev row is where the threshold was chosen"
                        + copied_text(head["gated"].get("answers_copied")) + "):"), "",
                       *paired_rows(head["gated"]["paired"]), ""]
-    lines += ["## Ablations: what each ingredient adds", "",
-              ("Same model, training budget and dev split; BFCL once per recipe and decoding. A gated row's dev "
-               "accuracy is in-sample for its threshold (chosen on those predictions)."), "",
-              "| recipe | what | training samples | no-call share | dev accuracy | dev no-tool acc. | "
-              + " | ".join(bfcl_data.BENCHMARK_CATEGORIES) + " |", "|---" * (6 + len(bfcl_data.BENCHMARK_CATEGORIES)) + "|"]
+    lines += ["## Ablations: what each ingredient adds", ""]
+    if not found:
+        lines += ["No recipe has finished yet: each fills a row here as it finishes "
+                  "(`python -m common.experiments.headline params/headline.yaml`, then `params/headline/*.yaml`).", ""]
+    else:
+        lines += [("Same model, training budget and dev split; BFCL once per recipe and decoding. A gated row's "
+                   "dev accuracy is in-sample for its threshold (chosen on those predictions)."), "",
+                  "| recipe | what | training samples | no-call share | dev accuracy | dev no-tool acc. | "
+                  + " | ".join(bfcl_data.BENCHMARK_CATEGORIES) + " |",
+                  "|---" * (6 + len(bfcl_data.BENCHMARK_CATEGORIES)) + "|"]
     marked = {name for name, r in found.items() if trained_elsewhere(r)}
     for name, r in sorted(found.items()):
         live = (r["data"].get("live") or {}).get("train") or {}

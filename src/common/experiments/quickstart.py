@@ -1,20 +1,24 @@
 """The main job: data -> untrained model -> LoRA SFT -> fine-tuned model -> comparison, on the CPU.
 
-    python -m common.experiments.quickstart params/quickstart.yaml          # make quickstart (86 min measured, 2 AVX2 cores)
+    python -m common.experiments.quickstart params/quickstart.yaml          # make quickstart (2 CPU cores)
     python -m common.experiments.quickstart params/quickstart.yaml params/quickstart_qwen3_4b.yaml   # Qwen3-4B, a GPU
 
-Stages, each printed with its wall time (1, 2 and 3-4 each in a new Python process), each
-resumable (rerun the command after an interruption and finished stages are skipped: the data
-build, the evaluations' predictions, the training checkpoints, the call gate):
-1. build the offline dataset (`common.data`, params/data.yaml);
-2. evaluate the untrained model on the first `eval_set.limit` held-out samples;
-3. LoRA SFT (`common.training`, params/sft.yaml: 896 training samples);
+Stages, each printed with its wall time (each in a new Python process), each resumable (rerun
+the command after an interruption and finished stages are skipped: the data builds, the
+evaluations' predictions, the training checkpoints, the call gate, BFCL's answers):
+1. build the held-out set (`held_out_params`, when set), then the training data (`common.data`;
+   params/quickstart_live.yaml: the live mix, which keeps the held-out set's requests out);
+2. evaluate the untrained model on the first `eval_set.limit` samples of the evaluation split
+   (params/quickstart_live.yaml: the live transfer split, toolkits never trained on);
+3. LoRA SFT (`common.training`, `sft_params` on `sft_set.limit` samples);
 4. choose the call gate on training samples the run did not train on (`common.evaluation.calibrate`),
-   then evaluate the adapter on the same held-out samples with it;
-5. the comparison (notebook 07 through papermill): the Kinetic table, the head-to-head
+   then evaluate the adapter on the same samples with it;
+5. the BFCL slice (`bfcl_categories`, `bfcl_limit`; none: the stage is skipped): both models on
+   BFCL's non-live entries, scored by BFCL's own checker (`common.bfcl`), decoding as in 2 and 4;
+6. the comparison (notebook 07 through papermill): the Kinetic table, the head-to-head
    with McNemar's test and the paired bootstrap interval of the difference, figures.
-It ends with `reports/quickstart/README.md`: the table, the figures, the times and the
-commands that run the same pipeline with Qwen3-4B on a GPU.
+It ends with `reports/quickstart/README.md`: the table, the BFCL slice, the figures, the times
+and the commands that run the same pipeline with Qwen3-4B on a GPU.
 """
 
 from __future__ import annotations
@@ -32,13 +36,16 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from common import bfcl_data
 from common.data.build import DataParams, build
 from common.errors import ArgumentParser, cli
 from common.evaluation.report import engine_text
 from common.experiments import steps as ex
+from common.bfcl.params import BFCLParams
 from common.experiments.compare import markdown_table
+from common.experiments.headline_report import PUBLISHED, bfcl_summary
 from common.experiments.notebooks import execute
 from common.jsonio import write_json
 from common.markdown import pct
@@ -59,11 +66,20 @@ class QuickstartParams(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     model: str = Field(DEFAULT_MODEL, description="the model, evaluated untrained and fine-tuned (set it here "
                        "once, not in eval_set or sft_set)")
+    held_out_params: list[str] = Field(default_factory=list, description=(
+        "a data build made first, whose eval split the training build keeps out (the live mix's "
+        "live_exclude_eval_of); none: only data_params' build"))
     data_params: list[str] = Field(["params/data.yaml"], description="the data build's parameter files")
     eval_params: list[str] = Field(["params/evaluate.yaml"], description="the evaluation's parameter files")
     eval_set: dict[str, Any] = Field(default_factory=dict, description="evaluation overrides (both models)")
     sft_params: list[str] = Field(["params/sft.yaml"], description="the training's parameter files")
     sft_set: dict[str, Any] = Field(default_factory=dict, description="training overrides")
+    bfcl_categories: list[str] = Field(default_factory=list, description=(
+        "BFCL non-live categories both models are scored on by BFCL's checker (a slice of the headline's "
+        "five, e.g. [simple_python, irrelevance]); []: none"))
+    bfcl_limit: int | None = Field(100, ge=1, description="the first N entries of each BFCL category; None: all")
+    bfcl_max_new_tokens: int | None = Field(None, ge=1, description=(
+        "BFCL's answer cap; None: the BFCL runner's 256, as in the headline's BFCL runs"))
     gate_samples: int = Field(160, ge=8, description="unused training samples the call gate is chosen on")
     gate_no_call_accuracy: float | None = Field(0.8, gt=0, lt=1, description=(
         "the gate answers at least this share of calibration samples that need no call without one; "
@@ -75,6 +91,15 @@ class QuickstartParams(BaseModel):
                                   description="the quickstart's parameter files for the real model on a GPU, "
                                   "which the report describes and gives the command of")
     wandb: WandbMode = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
+
+    @field_validator("bfcl_categories")
+    @classmethod
+    def _non_live(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c not in bfcl_data.BENCHMARK_CATEGORIES]
+        if bad:
+            raise ValueError(f"bfcl_categories {bad}: the quickstart scores BFCL's non-live categories, "
+                             f"{', '.join(bfcl_data.BENCHMARK_CATEGORIES)} (the live ones are training material)")
+        return list(dict.fromkeys(v))
 
 
 def stage_overrides(p: QuickstartParams) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -141,9 +166,21 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
     load_params(SFTParams, p.sft_params, sft_set)
     gpu = gpu_section(p.gpu_params)  # the report's last section, read from its files now, not after the stages
 
-    with ex.stage("1/5 build the data", timings):
+    slice_ = bool(p.bfcl_categories)
+    n = 6 if slice_ else 5
+    names = [f"{i}/{n} {x}" for i, x in enumerate(
+        ["build the data", "evaluate the untrained model", "LoRA SFT", "call gate + evaluate the fine-tuned model",
+         *(["BFCL slice, both models"] if slice_ else []), "compare (notebook 07)"], 1)]
+    held_p = load_params(DataParams, p.held_out_params) if p.held_out_params else None
+    if slice_:  # the BFCL data (the bfcl-eval wheel) is found now, not after the training
+        BFCLParams(model=p.model, categories=p.bfcl_categories, limit=p.bfcl_limit)
+        bfcl_data.data_dir()
+
+    with ex.stage(names[0], timings):
+        if held_p is not None:  # the held-out build first: the training build keeps its requests out
+            in_fresh_process(build, held_p)
         card = in_fresh_process(build, data_p)
-    with ex.stage("2/5 evaluate the untrained model", timings):
+    with ex.stage(names[1], timings):
         base = in_fresh_process(ex.evaluate_model, p.eval_params,
                                 {**eval_set, "run": p.baseline, "out": str(out / p.baseline)})
     fine = in_fresh_process(ex.train_and_evaluate, stage_name="sft", experiment=p.experiment, run=p.run,
@@ -152,17 +189,25 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
                             wandb_group=p.experiment)
     timings |= fine["timings"]  # filled in the stage's process, so returned rather than passed in
     # stages 3 and 4 under the quickstart's names
-    timings = {"1/5 build the data": timings["1/5 build the data"],
-               "2/5 evaluate the untrained model": timings["2/5 evaluate the untrained model"],
-               "3/5 LoRA SFT": timings[f"train {p.run}"],
-               "4/5 call gate + evaluate the fine-tuned model": timings.get(f"calibrate the call gate of {p.run}", 0.0)
-               + timings[f"evaluate {p.run}"]}
+    timings = {names[0]: timings[names[0]], names[1]: timings[names[1]],
+               names[2]: timings[f"train {p.run}"],
+               names[3]: timings.get(f"calibrate the call gate of {p.run}", 0.0) + timings[f"evaluate {p.run}"]}
     # the fine-tuned evaluation sits in reports/<experiment>/<run>/eval; the report names it <run>
     shutil.rmtree(out / p.run / "train", ignore_errors=True)
     history = ex.keep_training(fine["train"], out / p.run / "train")
     if fine["gate"]:
         write_json(out / p.run / "call_gate.json", ex.gate_record(fine["gate"]))
-    with ex.stage("5/5 compare (notebook 07)", timings):
+    bfcl_dirs: dict[str, Path] = {}
+    if slice_:
+        with ex.stage(names[4], timings):
+            gate = fine["gate"]["threshold"] if fine["gate"] else None
+            for who, adapter, g in ((p.baseline, {}, None), (p.run, ex.adapter_of(fine["train"]), gate)):
+                bfcl_dirs[who] = out / who / "bfcl"
+                in_fresh_process(ex.bfcl_run, p.eval_params, eval_set, {
+                    "model": p.model, **adapter, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
+                    "call_gate": g if g is not None else "none", "run": f"{who}/bfcl", "out": str(bfcl_dirs[who]),
+                    **({"max_new_tokens": p.bfcl_max_new_tokens} if p.bfcl_max_new_tokens else {})})
+    with ex.stage(names[-1], timings):
         execute("07_benchmark", out, {
             "experiment": p.experiment, "run": "comparison", "out_dir": shown(out),
             "title": f"quickstart: {base['model']} untrained vs + LoRA SFT",
@@ -174,7 +219,7 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
     timings["total"] = round(time.perf_counter() - started, 1)
     record = add_timings(out / "timings.json", timings, fresh)
     write_json(local_timings, record)
-    report = write_report(p, out, comp, record, fine, card, command, gpu)
+    report = write_report(p, out, comp, record, fine, card, command, gpu, bfcl_dirs)
     print("\n" + "\n".join(f"{k:<48} {v / 60:6.1f} min" for k, v in timings.items()))
     print("\n".join(verdict_lines(comp)).replace("**", ""))
     print(f"quickstart done in {timings['total'] / 60:.1f} min; report: {shown(report)}")
@@ -203,7 +248,7 @@ def verdict_lines(comp: dict[str, Any]) -> list[str]:
 
 def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: dict[str, Any],
                  fine: dict[str, Any], card: dict[str, Any], command: str = "make quickstart",
-                 gpu: list[str] = ()) -> Path:
+                 gpu: list[str] = (), bfcl_dirs: dict[str, Path] | None = None) -> Path:
     tr, gate = fine["train"], fine["gate"]
     ev = fine["eval"]
     hw = ev["provenance"]["hardware"]
@@ -216,12 +261,12 @@ def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: 
         f"`{command}` on {where}, commit "
         f"`{(ev['provenance']['git']['commit'] or 'unknown')[:10]}`"
         f"{' (uncommitted changes)' if ev['provenance']['git']['dirty'] else ''}.", "",
-        f"Model `{tr['model']}`; held-out samples: the first {ev['n_samples']} of the eval split of `{ev['data']}` "
-        f"(drawn with seed {card['params']['eval_seed']}, never trained on); greedy decoding by "
+        f"Model `{tr['model']}`; {held_out_text(ev, card)}; greedy decoding by "
         f"{engine_text(ev.get('generation'))}.", "",
         "## Result", "", *verdict_lines(comp), "",
         markdown_table(comp["table"]),
         "Intervals in the table are Wilson 95% intervals; the figures draw percentile bootstrap intervals.", "",
+        *bfcl_section(p, bfcl_dirs or {}),
         "## How the fine-tuned model was made", "",
         f"- {recipe_text(tr['params'], tr.get('precision'))}; {tr['data']['train']['sequences']} training samples drawn at random, "
         f"{tr['steps']} optimizer steps of {tr['params']['batch_size']} × {tr['params']['gradient_accumulation_steps']}; "
@@ -244,10 +289,59 @@ def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: 
         f"- `{p.baseline}/` and `{p.run}/eval/`: each evaluation's `results.json` and `summary.md` "
         "(predictions and verdicts stay local).",
         f"- `{p.run}/train/`: the training's history and summary; `{p.run}/call_gate.json`: the gate's calibration.",
+        *([f"- `{p.baseline}/bfcl/` and `{p.run}/bfcl/`: the BFCL slice, per category (`results.json`, "
+           "`README.md`)."] if bfcl_dirs else []),
         "", *gpu]
     path = out / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def held_out_text(ev: dict[str, Any], card: dict[str, Any]) -> str:
+    """What the evaluation's samples are: a live build's split is whole toolkits held back, an
+    offline build's eval split a seeded draw."""
+    data, n = ev["data"], ev["n_samples"]
+    if data.endswith(":transfer"):
+        return (f"evaluation samples: the first {n} of `{data}`, the live mix's transfer split (real requests "
+                "of toolkits never trained on)")
+    if card.get("params", {}).get("mix") == "live":
+        return f"evaluation samples: the first {n} of the dev split of `{data}` (live toolkits held back from training)"
+    return (f"held-out samples: the first {n} of the eval split of `{data}` (drawn with seed "
+            f"{card['params']['eval_seed']}, never trained on)")
+
+
+def bfcl_section(p: QuickstartParams, dirs: dict[str, Path]) -> list[str]:
+    """Both models on the BFCL slice, scored by BFCL's own checker, beside FunctionGemma-270M's
+    published score on the whole category (the headline's target)."""
+    if not dirs:
+        return []
+    runs = {who: bfcl_summary(d) for who, d in dirs.items()}
+    name, target, source = PUBLISHED[0]
+    first = next(iter(runs.values()))["per_category"]
+    rows = []
+    for c in p.bfcl_categories:
+        cells = []
+        for r in runs.values():
+            d = r["per_category"][c]
+            lo, hi = d["bfcl_accuracy_ci95"] or (None, None)
+            cells.append(pct(d["bfcl_accuracy"]) + (f" ({pct(lo)}-{pct(hi)})" if lo is not None else ""))
+        rows.append(f"| {c} | {first[c]['n']} | " + " | ".join(cells) + f" | {pct(target[c])} |")
+    no_call = [pct(r["per_category"]["irrelevance"]["parse_valid_no_call"]) for r in runs.values()] \
+        if "irrelevance" in p.bfcl_categories else []
+    agreement = ", ".join(f"{who} {pct(r['agreement'])}" for who, r in runs.items())
+    limit = f"the first {p.bfcl_limit} entries" if p.bfcl_limit else "all entries"
+    return ["## BFCL slice", "",
+            f"BFCL's non-live {', '.join(p.bfcl_categories)}: {limit} of each, scored by BFCL's own checker "
+            f"(Wilson 95% intervals); the untrained model decodes plainly, the fine-tuned one as in its evaluation "
+            f"(with its call gate, if it has one); answers of up to {p.bfcl_max_new_tokens or 256} tokens. The last "
+            f"column is "
+            f"{name.split(' (')[0]}'s published score on the whole category ({source}): the headline's target "
+            "(reports/bfcl/headline-smollm2-135m/), not comparable entry for entry.", "",
+            "| category | entries | " + " | ".join(runs) + f" | {name.split(' (')[0]} |",
+            "|---|---|" + "---|" * len(runs) + "---|", *rows, "",
+            *([f"Irrelevance as a parse-valid answer with no call: {', '.join(f'{w} {v}' for w, v in zip(runs, no_call))}."]
+              if no_call else []),
+            f"BFCL's checker and the project's agree on: {agreement}.", ""]
 
 
 def recipe_text(params: dict[str, Any], precision: str | None = None) -> str:

@@ -71,6 +71,20 @@ def evaluate_model(files: list[str], overrides: dict[str, Any]) -> dict[str, Any
     return evaluate(eval_params(files, overrides))
 
 
+# what a BFCL run takes from an evaluation's parameters, so both decode alike
+BFCL_SHARED_KEYS = ("format", "backend", "dtype", "device", "seed", "batch_size")
+
+
+def bfcl_run(eval_files: list[str], eval_set: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`python -m common.bfcl` (`overrides`: model, adapter, categories, ...) with the generation
+    settings and W&B of the evaluation `eval_files` + `eval_set`, as given (the BFCL run resolves
+    `auto` itself, for its model and adapter)."""
+    from common.bfcl.run import run  # (the BFCL runner imports the engines)
+    ev = load_params(EvalParams, eval_files, eval_set)
+    return run({**{k: getattr(ev, k) for k in BFCL_SHARED_KEYS},
+                **{k: eval_set[k] for k in ("experiment", "wandb", "wandb_group") if k in eval_set}, **overrides})
+
+
 def adapter_of(train_results: dict[str, Any]) -> dict[str, Any]:
     """The evaluation overrides that load what a training run produced."""
     outputs = train_results["outputs"]
