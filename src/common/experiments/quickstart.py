@@ -43,7 +43,6 @@ from common.data.build import DataParams, build
 from common.errors import ArgumentParser, cli
 from common.evaluation.report import engine_text
 from common.experiments import steps as ex
-from common.bfcl.params import BFCLParams
 from common.experiments.compare import markdown_table
 from common.experiments.headline_report import PUBLISHED, bfcl_summary
 from common.experiments.notebooks import execute
@@ -172,8 +171,9 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
         ["build the data", "evaluate the untrained model", "LoRA SFT", "call gate + evaluate the fine-tuned model",
          *(["BFCL slice, both models"] if slice_ else []), "compare (notebook 07)"], 1)]
     held_p = load_params(DataParams, p.held_out_params) if p.held_out_params else None
-    if slice_:  # the BFCL data (the bfcl-eval wheel) is found now, not after the training
-        BFCLParams(model=p.model, categories=p.bfcl_categories, limit=p.bfcl_limit)
+    # the BFCL data (the bfcl-eval wheel) is looked for now, not after the training (the categories
+    # and limit were checked with QuickstartParams)
+    if slice_:
         bfcl_data.data_dir()
 
     with ex.stage(names[0], timings):
@@ -317,6 +317,7 @@ def bfcl_section(p: QuickstartParams, dirs: dict[str, Path]) -> list[str]:
         return []
     runs = {who: bfcl_summary(d) for who, d in dirs.items()}
     name, target, source = PUBLISHED[0]
+    name = name.split(" (")[0]  # without "(the target)"
     first = next(iter(runs.values()))["per_category"]
     rows = []
     for c in p.bfcl_categories:
@@ -334,10 +335,9 @@ def bfcl_section(p: QuickstartParams, dirs: dict[str, Path]) -> list[str]:
             f"BFCL's non-live {', '.join(p.bfcl_categories)}: {limit} of each, scored by BFCL's own checker "
             f"(Wilson 95% intervals); the untrained model decodes plainly, the fine-tuned one as in its evaluation "
             f"(with its call gate, if it has one); answers of up to {p.bfcl_max_new_tokens or 256} tokens. The last "
-            f"column is "
-            f"{name.split(' (')[0]}'s published score on the whole category ({source}): the headline's target "
+            f"column is {name}'s published score on the whole category ({source}): the headline's target "
             "(reports/bfcl/headline-smollm2-135m/), not comparable entry for entry.", "",
-            "| category | entries | " + " | ".join(runs) + f" | {name.split(' (')[0]} |",
+            "| category | entries | " + " | ".join(runs) + f" | {name} |",
             "|---|---|" + "---|" * len(runs) + "---|", *rows, "",
             *([f"Irrelevance as a parse-valid answer with no call: {', '.join(f'{w} {v}' for w, v in zip(runs, no_call))}."]
               if no_call else []),
