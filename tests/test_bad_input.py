@@ -5,6 +5,7 @@ silently wrong."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -50,6 +51,18 @@ def cli(module: str, *args: str, cwd: Path = ROOT, env: dict | None = None) -> s
 
 
 # -- data loss -------------------------------------------------------------------------------------
+def test_bitsandbytes_hint_to_install_kernels_never_reaches_stderr(caplog):
+    """peft imports bitsandbytes, which on an AVX512-BF16 CPU logs a hint to `pip install kernels`
+    (a Hub download this offline project never makes): that line once broke every command's
+    one-line error. Only that message is dropped."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    with caplog.at_level(logging.WARNING):
+        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure "
+                       "you already `pip install kernels`", "No module named 'kernels'")
+        logger.warning("some other bitsandbytes warning")
+    assert [r.getMessage() for r in caplog.records] == ["some other bitsandbytes warning"]
+
+
 def test_score_only_with_a_corrupt_middle_line_loses_no_record(tmp_path, tok, gold):
     samples = ev.load_data("suite:everyday_tools", limit=4)
     gold("hermes", samples)

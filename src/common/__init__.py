@@ -13,3 +13,20 @@ The areas, each importing only the core and the areas listed before it:
 `sweep`, `quickstart`, `figures`, `calibrate` and `bench` here are the older command names,
 kept as aliases so that recorded commands run unchanged.
 """
+
+import logging as _logging
+
+
+class _NoKernelsHubHint(_logging.Filter):
+    """Drops bitsandbytes' hint to `pip install kernels`, logged when peft imports it on a CPU with AVX512-BF16.
+
+    `kernels` would download a 4-bit matmul from the Hugging Face Hub, which this offline project
+    never does; without it bitsandbytes uses its own CPU kernel, so the hint is noise that breaks
+    every command's one-line error. Only that message is dropped: the logger's other records pass.
+    """
+
+    def filter(self, record: _logging.LogRecord) -> bool:
+        return "from kernels-community" not in record.getMessage()
+
+
+_logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_NoKernelsHubHint())
