@@ -50,7 +50,7 @@ def cli(module: str, *args: str, cwd: Path = ROOT, env: dict | None = None) -> s
                           text=True, env={**os.environ, "WANDB_MODE": "disabled", **(env or {})}, timeout=600)
 
 
-# -- data loss -------------------------------------------------------------------------------------
+# -- third-party noise on stderr ------------------------------------------------------------------
 def test_bitsandbytes_hint_to_install_kernels_never_reaches_stderr(caplog):
     """peft imports bitsandbytes, which on an AVX512-BF16 CPU logs a hint to `pip install kernels`
     (a Hub download this offline project never makes): that line once broke every command's
@@ -63,6 +63,7 @@ def test_bitsandbytes_hint_to_install_kernels_never_reaches_stderr(caplog):
     assert [r.getMessage() for r in caplog.records] == ["some other bitsandbytes warning"]
 
 
+# -- data loss -------------------------------------------------------------------------------------
 def test_score_only_with_a_corrupt_middle_line_loses_no_record(tmp_path, tok, gold):
     samples = ev.load_data("suite:everyday_tools", limit=4)
     gold("hermes", samples)
