@@ -173,8 +173,8 @@ def run_bfcl(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any],
                  "call_gate": gate if adapter and gate is not None else "none", "experiment": p.experiment,
                  "run": f"{who}/bfcl", "out": str(dest), "wandb": p.wandb, "wandb_group": p.experiment,
                  "reuse": str(reuse) if reuse and adapter and gate is not None else None,
-                 **{k: getattr(gen, k) for k in ("format", "backend", "dtype", "device", "seed", "batch_size")
-                    if k in p.eval_set}, **({"max_new_tokens": p.bfcl_max_new_tokens} if p.bfcl_max_new_tokens else {})}
+                 **{k: getattr(gen, k) for k in ex.BFCL_SHARED_KEYS if k in p.eval_set},
+                 **({"max_new_tokens": p.bfcl_max_new_tokens} if p.bfcl_max_new_tokens else {})}
     with ex.stage(f"BFCL {who}", timings):
         if finished(dest):  # rescored from its record
             rescore_bfcl(dest, BFCLParams(**overrides).resolved())

@@ -43,7 +43,7 @@ def bfcl_summary(folder: Path) -> dict[str, Any]:
             "per_category": {c: {k: d.get(k) for k in ("n", "bfcl_accuracy", "bfcl_accuracy_ci95", "project_accuracy",
                                                          "agreement", "parse_valid_no_call", "bfcl_error_types")}
                              for c, d in b["per_category"].items()},
-            "decision": res["metrics"].get("decision")}
+            "decision": res["metrics"].get("decision"), "max_new_tokens": res["params"].get("max_new_tokens")}
 
 
 # -- the report ----------------------------------------------------------------------

@@ -318,7 +318,7 @@ def bfcl_section(p: QuickstartParams, dirs: dict[str, Path]) -> list[str]:
     runs = {who: bfcl_summary(d) for who, d in dirs.items()}
     name, target, source = PUBLISHED[0]
     name = name.split(" (")[0]  # without "(the target)"
-    first = next(iter(runs.values()))["per_category"]
+    first = next(iter(runs.values()))
     rows = []
     for c in p.bfcl_categories:
         cells = []
@@ -326,7 +326,7 @@ def bfcl_section(p: QuickstartParams, dirs: dict[str, Path]) -> list[str]:
             d = r["per_category"][c]
             lo, hi = d["bfcl_accuracy_ci95"] or (None, None)
             cells.append(pct(d["bfcl_accuracy"]) + (f" ({pct(lo)}-{pct(hi)})" if lo is not None else ""))
-        rows.append(f"| {c} | {first[c]['n']} | " + " | ".join(cells) + f" | {pct(target[c])} |")
+        rows.append(f"| {c} | {first['per_category'][c]['n']} | " + " | ".join(cells) + f" | {pct(target[c])} |")
     no_call = [pct(r["per_category"]["irrelevance"]["parse_valid_no_call"]) for r in runs.values()] \
         if "irrelevance" in p.bfcl_categories else []
     agreement = ", ".join(f"{who} {pct(r['agreement'])}" for who, r in runs.items())
@@ -334,7 +334,7 @@ def bfcl_section(p: QuickstartParams, dirs: dict[str, Path]) -> list[str]:
     return ["## BFCL slice", "",
             f"BFCL's non-live {', '.join(p.bfcl_categories)}: {limit} of each, scored by BFCL's own checker "
             f"(Wilson 95% intervals); the untrained model decodes plainly, the fine-tuned one as in its evaluation "
-            f"(with its call gate, if it has one); answers of up to {p.bfcl_max_new_tokens or 256} tokens. The last "
+            f"(with its call gate, if it has one); answers of up to {first['max_new_tokens']} tokens. The last "
             f"column is {name}'s published score on the whole category ({source}): the headline's target "
             "(reports/bfcl/headline-smollm2-135m/), not comparable entry for entry.", "",
             "| category | entries | " + " | ".join(runs) + f" | {name} |",
