@@ -256,6 +256,51 @@ def test_the_shipped_recipe_and_ablations_validate_and_a_typo_is_named():
         load_params(headline.HeadlineParams, ["params/headline.yaml"], {"sets": ["devv"]})
 
 
+def test_the_gemma_recipe_shares_the_data_and_names_its_own_target(tmp_path):
+    smol = load_params(headline.HeadlineParams, ["params/headline.yaml"])
+    gemma = load_params(headline.HeadlineParams, ["params/headline.yaml", "params/headline_gemma.yaml"])
+    assert (gemma.model, gemma.target) == ("gemma-3-270m", "Granite-4.0-350M")
+    assert gemma.report != smol.report and gemma.experiment != smol.experiment  # its own runs/ and report
+    assert load_params(DataParams, gemma.data_params, gemma.data_set) == load_params(DataParams, smol.data_params,
+                                                                                     smol.data_set)
+    with pytest.raises(ParamsError, match="unknown published model 'Granite-4.0' for the target; use one of "
+                                          "FunctionGemma-270M-it, Granite-4.0-350M"):
+        load_params(headline.HeadlineParams, ["params/headline.yaml"], {"target": "Granite-4.0"})
+    # the report marks the recipes' BFCL cells against the target it is given or the headline recorded
+    r = _recipe_results("full", "a" * 64)
+    per = {c: {"bfcl_accuracy": 0.7} for c in ("simple_python", "multiple", "parallel", "parallel_multiple",
+                                               "irrelevance")}
+    r["bfcl"] = {"dir": "reports/x/bfcl", "agreement": 1.0, "per_category": per}
+    r["params"] = {"target": "Granite-4.0-350M"}
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "results.json").write_text(json.dumps(r))
+    for target, marks in ((None, "| 70.0% ✗ | 70.0% ✗ | 70.0% ✓ | 70.0% ✓ | 70.0% ✗ |"),
+                          ("FunctionGemma-270M-it", "| 70.0% ✓ | 70.0% ✓ | 70.0% ✓ | 70.0% ✓ | 70.0% ✗ |")):
+        text = headline.write_report(tmp_path, "full", target).read_text()
+        name = target or "Granite-4.0-350M"
+        assert f"| {name} (the target) |" in text and f"at or above {name}'s score" in text
+        assert f"| m + recipe `full` (headline) {marks}" in text
+        assert json.loads((tmp_path / "results.json").read_text())["target"]["model"] == name
+
+
+def test_the_ablation_table_pairs_each_recipe_with_the_headline_on_dev(tmp_path):
+    ids = [f"s{i}" for i in range(10)]
+    recipes = {"full": {i: k < 4 for k, i in enumerate(ids)},            # 4 of 10 right
+               "real-only": {i: k < 7 for k, i in enumerate(ids)},       # the same 4 and 3 more
+               "masking": {i: k < 4 for k, i in enumerate(ids[:9])},     # another dev split: not paired
+               "old": None}                                              # recorded before dev_correct
+    for name, correct in recipes.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({**_recipe_results(name, "a" * 64),
+                                                                  "dev_correct": correct}))
+    text = headline.write_report(tmp_path, "full").read_text()
+    assert "| dev vs `full` |" in text
+    row = {line.split(" |")[0]: line for line in text.splitlines() if line.startswith("| `")}
+    assert "| 50.0% | — |" in row["| `full`"]
+    assert "| 50.0% | +30.0 (+" in row["| `real-only`"] and "), p 0.25 |" in row["| `real-only`"]
+    assert "| 50.0% | n/a |" in row["| `masking`"] and "| 50.0% | n/a |" in row["| `old`"]
+
+
 def test_the_paired_rows_split_each_set_by_what_its_requests_need():
     from common.evaluation.checker import Verdict
     def v(i, needs, right):

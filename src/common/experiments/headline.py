@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from common import bfcl_data
 from common.bfcl.params import BFCLParams
@@ -52,7 +52,7 @@ from common.experiments.headline_records import (
     rescore_bfcl,
     weights_sha256,
 )
-from common.experiments.headline_report import bfcl_summary, write_report
+from common.experiments.headline_report import PUBLISHED, bfcl_summary, published, write_report
 from common.experiments.quickstart import in_fresh_process, recipe_text
 from common.jsonio import read_json, read_jsonl, write_json
 from common.params import (
@@ -77,6 +77,8 @@ class HeadlineParams(BaseModel):
     description: str = Field("the whole recipe", description="what this recipe is, for the ablation table")
     headline: str = Field("full", description="the recipe the report leads with")
     report: str = Field("bfcl/headline-smollm2-135m", description="the report folder under reports/ (all recipes)")
+    target: str = Field(PUBLISHED[0][0], description="the published model whose BFCL row the recipes are marked "
+                        "against (one of the report's published rows)")
     experiment: str = Field("headline", description="runs/<experiment>/ and the W&B group")
     data_params: list[str] = Field(["params/data_live.yaml"], description="the data build's parameter files")
     data_set: dict[str, Any] = Field(default_factory=dict, description="data build overrides (an ablation's)")
@@ -103,6 +105,12 @@ class HeadlineParams(BaseModel):
     reuse_plain: bool = Field(True, description=(
         "the gated evaluations copy the plain answers whose first token the gate keeps (the same answer under "
         "greedy decoding: EvalParams.reuse) and generate only the rest; false: generate every gated answer"))
+
+    @field_validator("target")
+    @classmethod
+    def _published(cls, v: str) -> str:
+        published(v)  # a one-line error naming the rows there are
+        return v
 
     @model_validator(mode="after")
     def _something_to_run(self) -> HeadlineParams:
@@ -259,6 +267,7 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     if p.untrained:
         base, base_bfcl = evaluate_untrained(p, report, specs, keys, timings, command)
     timings["total"] = round(time.perf_counter() - started, 1)
+    before = read_json(folder / "results.json", "recipe results") if (folder / "results.json").is_file() else {}
     results = {
         "recipe": p.recipe, "description": p.description, "model": p.model, "command": command,
         "params": p.model_dump(), "data": {"build": shown(build_dir), "params": card["params"],
@@ -269,6 +278,8 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
         "train": ex.training_summary(tr), "recipe_text": recipe_text(tr["params"], tr.get("precision")),
         "evals": {w: {"dir": shown(d), **kinetic_row(w, results_of(d)), "by_category": by_category(d, specs[w])}
                   for w, d in mine.items()},
+        # each dev verdict by sample id: the report pairs every recipe with the headline on them
+        "dev_correct": {v.id: v.correct for v in verdicts(mine["dev"])} if "dev" in mine else None,
         "untrained": {w: shown(d) for w, d in base.items()},
         "paired": {w: paired(mine[w], base[w]) for w in mine if w in base},
         "bfcl": bfcl_summary(bfcl_dir) if bfcl_dir else None,
@@ -277,9 +288,12 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
                   "evals": {w: {"dir": shown(d), **kinetic_row(w, results_of(d))} for w, d in gated["dirs"].items()},
                   "paired": {w: paired(d, base[w]) for w, d in gated["dirs"].items() if w in base},
                   "bfcl": bfcl_summary(gated["bfcl_dir"]) if gated["bfcl_dir"] else None} if gated else None,
-        "timings": timings, "provenance": provenance(), "complete": True}
+        # this invocation's stages (a recorded evaluation is rescored in seconds), and those of the first
+        # run that made the recipe's results, kept across reruns
+        "timings": timings, "first_run_timings": before.get("first_run_timings") or before.get("timings") or timings,
+        "provenance": provenance(), "complete": True}
     write_json(folder / "results.json", results)
-    readme = write_report(report, p.headline)
+    readme = write_report(report, p.headline, p.target)
     print(f"headline recipe {p.recipe} done in {timings['total'] / 60:.1f} min; report: {shown(readme)}")
     return results
 
@@ -340,7 +354,7 @@ def untrained_only(p: HeadlineParams, report: Path, specs: dict[str, str], keys:
                    timings: dict[str, float], started: float, command: str) -> dict[str, Any]:
     """`fine_tuned: false`: the untrained model's rows alone, then the report."""
     evaluate_untrained(p, report, specs, keys, timings, command)
-    readme = write_report(report, p.headline)
+    readme = write_report(report, p.headline, p.target)
     print(f"untrained rows done in {(time.perf_counter() - started) / 60:.1f} min; report: {shown(readme)}")
     return read_json(report / "untrained" / "results.json", "untrained rows")
 

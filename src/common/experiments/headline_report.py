@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from common import bfcl_data
+from common.evaluation.checker import Verdict
+from common.evaluation.metrics import head_to_head, paired_difference
 from common.experiments.compare import results_of
 from common.jsonio import write_json
 from common.markdown import pct
@@ -20,9 +22,10 @@ SET_TEXT = {"dev": "dev split (live toolkits held back; recipes are chosen here)
             "suite": "the 40-case everyday suite"}
 # Published non-live BFCL scores of small models (issue 18's table): simple is the leaderboard's
 # mean of python, java and javascript where marked, irrelevance non-live.
+# The first row is SmolLM2-135M's bar (issue 18); a recipe names its own with `target`.
 PUBLISHED = [
-    ("FunctionGemma-270M-it (the target)", {"simple_python": 0.616, "multiple": 0.635, "parallel": 0.39,
-                                            "parallel_multiple": 0.295, "irrelevance": 0.737},
+    ("FunctionGemma-270M-it", {"simple_python": 0.616, "multiple": 0.635, "parallel": 0.39,
+                               "parallel_multiple": 0.295, "irrelevance": 0.737},
      "google/functiongemma-270m-it model card"),
     ("Granite-4.0-350M", {"simple_python": 0.83, "multiple": 0.845, "parallel": 0.70, "parallel_multiple": 0.555,
                           "irrelevance": 0.767}, "BFCL v4 leaderboard"),
@@ -33,7 +36,15 @@ PUBLISHED = [
     ("xLAM-1b-fc-r", {"simple_python": 0.717, "multiple": 0.86, "parallel": 0.05, "parallel_multiple": 0.02,
                       "irrelevance": 0.067}, "BFCL v3"),
 ]
-TARGET = PUBLISHED[0][1]
+
+
+def published(name: str) -> dict[str, float]:
+    """The published row `name` (a model of PUBLISHED), or a one-line error naming the choices."""
+    for row, scores, _ in PUBLISHED:
+        if row == name:
+            return scores
+    raise ValueError(f"unknown published model {name!r} for the target; use one of "
+                     + ", ".join(row for row, _, _ in PUBLISHED))
 
 
 def bfcl_summary(folder: Path) -> dict[str, Any]:
@@ -65,11 +76,13 @@ def _cell(value: float | None, target: float | None = None) -> str:
 
 
 def bfcl_table(found: dict[str, dict[str, Any]], headline: str, untrained: dict[str, Any] | None,
-               model: str) -> list[str]:
+               model: str, target: str = PUBLISHED[0][0]) -> list[str]:
     cats = list(bfcl_data.BENCHMARK_CATEGORIES)
     lines = ["| model | " + " | ".join(cats) + " | irrelevance: parse-valid no call | checkers agree | source |",
              "|---" * (len(cats) + 4) + "|"]
+    bar = published(target)
     for name, scores, source in PUBLISHED:
+        name += " (the target)" if name == target else ""
         lines.append(f"| {name} | " + " | ".join(_cell(scores.get(c)) for c in cats) + f" | n/a | n/a | {source} |")
     rows = [(f"{model}, untrained", untrained)] if untrained else []
     for n, r in sorted(found.items(), key=lambda kv: (kv[0] != headline, kv[0])):
@@ -80,7 +93,7 @@ def bfcl_table(found: dict[str, dict[str, Any]], headline: str, untrained: dict[
     for name, b in rows:
         per = b["per_category"]
         lines.append(f"| {name} | " + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy"),
-                                                       TARGET[c] if "recipe" in name else None) for c in cats)
+                                                       bar[c] if "recipe" in name else None) for c in cats)
                      + f" | {_cell((per.get('irrelevance') or {}).get('parse_valid_no_call'))}"
                      + f" | {pct(b['agreement'])} | this repository, `{b['dir']}` |")
     return lines
@@ -98,6 +111,20 @@ def trained_on_text(r: dict[str, Any]) -> str:
         return " (The training run did not record its split's hash: runs made before commit 3d3e321 did not.)"
     return "" if had == now else (f" **The adapter trained on another build of this data** (train split sha256 "
                                   f"{had[:8]}, the build now {now[:8]}).")
+
+
+def versus(r: dict[str, Any], head: dict[str, Any] | None) -> str:
+    """Recipe `r` minus the headline on the dev split, paired on the same samples: the difference
+    with its 95% paired bootstrap interval and McNemar's p; n/a where either did not record its
+    dev verdicts (`dev_correct`, recorded since session 18) or they are not the same samples."""
+    a, b = r.get("dev_correct"), (head or {}).get("dev_correct")
+    if not a or not b or set(a) != set(b):
+        return "n/a"
+    va, vb = ([Verdict(id=i, scenario="dev", correct=c[i], error_kind=None, expected_names=[], output_names=[])
+               for i in sorted(a)] for c in (a, b))
+    diff, p = paired_difference(va, vb), head_to_head(va, vb)["mcnemar_exact_p"]
+    ci = diff["ci"] or [float("nan")] * 2
+    return f"{100 * diff['difference']:+.1f} ({100 * ci[0]:+.1f} to {100 * ci[1]:+.1f}), p {p:.2g}"
 
 
 def gate_text(gate: dict[str, Any]) -> str:
@@ -135,23 +162,26 @@ def untrained_bfcl(found: dict[str, dict[str, Any]], report: Path) -> dict[str, 
     return json.loads(alone.read_text()).get("bfcl") if alone.is_file() else None
 
 
-def write_report(report: Path, headline: str) -> Path:
+def write_report(report: Path, headline: str, target: str | None = None) -> Path:
+    """`target`: the published row the recipes' BFCL cells are marked against; default the headline
+    recipe's recorded `target`, else FunctionGemma-270M's."""
     found = recipes(report)
     head = found.get(headline)
+    target = target or (head or {}).get("params", {}).get("target") or PUBLISHED[0][0]
     alone = report / "untrained" / "results.json"
     model = head["model"] if head else next((r["model"] for r in found.values()),
                                             json.loads(alone.read_text())["model"] if alone.is_file() else "the model")
     lines = [f"# The headline recipe: {model} fine-tuned for BFCL", "",
-             ("Made by `python -m common.experiments.headline params/headline.yaml` (issue 18); each recipe's "
-              "folder holds its `results.json`, training record and evaluation folders, each with its predictions "
-              "compressed (`predictions.jsonl.gz`), so this report and its paired tests rebuild from a fresh clone. "
+             ("Made by `python -m common.experiments.headline` (issue 18; the commands are listed at the end); "
+              "each recipe's folder holds its `results.json`, training record and evaluation folders, each with its "
+              "predictions compressed (`predictions.jsonl.gz`), so this report and its paired tests rebuild from a fresh clone. "
               "BFCL's non-live categories are scored by BFCL's own AST checker; every recipe was chosen on the dev "
               "split and run on BFCL once, plain, and, where a call gate was chosen on dev, once more with it "
               "(LOG.md lists every run)."), "",
              "## BFCL non-live, BFCL's checker", "",
              ("Published rows: the leaderboard's `simple` is the mean of python, java and javascript; ours is "
-              "simple_python alone. ✓/✗: at or above FunctionGemma-270M's score in that category."), "",
-             *bfcl_table(found, headline, untrained_bfcl(found, report), model), ""]
+              f"simple_python alone. ✓/✗: at or above {target}'s score in that category."), "",
+             *bfcl_table(found, headline, untrained_bfcl(found, report), model, target), ""]
     if head:
         lines += ["## The headline recipe against the untrained model, paired", "",
                   (f"Recipe `{headline}` ({head['description']}): {head['recipe_text']}; "
@@ -172,23 +202,26 @@ def write_report(report: Path, headline: str) -> Path:
                   "(`python -m common.experiments.headline params/headline.yaml`, then `params/headline/*.yaml`).", ""]
     else:
         lines += [("Same model, training budget and dev split; BFCL once per recipe and decoding. A gated row's "
-                   "dev accuracy is in-sample for its threshold (chosen on those predictions)."), "",
-                  "| recipe | what | training samples | no-call share | dev accuracy | dev no-tool acc. | "
-                  + " | ".join(bfcl_data.BENCHMARK_CATEGORIES) + " |",
-                  "|---" * (6 + len(bfcl_data.BENCHMARK_CATEGORIES)) + "|"]
+                   "dev accuracy is in-sample for its threshold (chosen on those predictions). "
+                   f"\"dev vs `{headline}`\": the recipe minus the headline on the same dev samples, in points, "
+                   "with its 95% paired bootstrap interval and McNemar's exact p."), "",
+                  f"| recipe | what | training samples | no-call share | dev accuracy | dev vs `{headline}` | "
+                  "dev no-tool acc. | " + " | ".join(bfcl_data.BENCHMARK_CATEGORIES) + " |",
+                  "|---" * (7 + len(bfcl_data.BENCHMARK_CATEGORIES)) + "|"]
     marked = {name for name, r in found.items() if trained_elsewhere(r)}
     for name, r in sorted(found.items()):
         live = (r["data"].get("live") or {}).get("train") or {}
         dagger = " †" if name in marked else ""
-        variants = [(f"`{name}`{dagger}", r["description"], r["evals"], r.get("bfcl"))]
+        variants = [(f"`{name}`{dagger}", r["description"], r["evals"], r.get("bfcl"),
+                     "—" if name == headline else versus(r, head))]
         if r.get("gated"):
             what = f"the same adapter, call gate chosen on dev ({gate_text(r['gated']['gate'])}; dev: in-sample)"
-            variants.append((f"`{name}` + gate{dagger}", what, r["gated"]["evals"], r["gated"]["bfcl"]))
-        for label, what, evals, bfcl in variants:
+            variants.append((f"`{name}` + gate{dagger}", what, r["gated"]["evals"], r["gated"]["bfcl"], "n/a"))
+        for label, what, evals, bfcl, vs in variants:
             dev = evals.get("dev") or {}
             per = (bfcl or {}).get("per_category") or {}
             lines.append(f"| {label} | {what} | {r['train']['data']['train']['sequences']} | "
-                         f"{pct(live.get('no_call_share'))} | {_cell(dev.get('accuracy'))} | "
+                         f"{pct(live.get('no_call_share'))} | {_cell(dev.get('accuracy'))} | {vs} | "
                          f"{_cell(dev.get('no_tool_accuracy'))} | "
                          + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy"))
                                       for c in bfcl_data.BENCHMARK_CATEGORIES) + " |")
@@ -199,6 +232,7 @@ def write_report(report: Path, headline: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")
     write_json(report / "results.json", {"headline": headline, "recipes": sorted(found),
-                                         "target": TARGET, "published": [list(x) for x in PUBLISHED]})
+                                         "target": {"model": target, **published(target)},
+                                         "published": [list(x) for x in PUBLISHED]})
     return path
 

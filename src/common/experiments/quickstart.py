@@ -317,7 +317,6 @@ def bfcl_section(p: QuickstartParams, dirs: dict[str, Path]) -> list[str]:
         return []
     runs = {who: bfcl_summary(d) for who, d in dirs.items()}
     name, target, source = PUBLISHED[0]
-    name = name.split(" (")[0]  # without "(the target)"
     first = next(iter(runs.values()))
     rows = []
     for c in p.bfcl_categories:
