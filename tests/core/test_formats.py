@@ -10,6 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from common.formats import FORMATS, get_format
+from common.formats.base import has_token
 from common.samples import ToolCall
 
 ALL = sorted(FORMATS)
@@ -413,3 +414,24 @@ def test_gemma_vocabulary_gets_gemma_turns():
     assert prompt == (f"<bos><start_of_turn>developer\n{fmt.system_prompt(TOOLS)}<end_of_turn>\n"
                       "<start_of_turn>user\nWeather in Zürich?<end_of_turn>\n<start_of_turn>model\n")
     assert completion == WEATHER_TEXT["functiongemma"] + "<end_of_turn>"
+
+
+class GemmaLookupOnly(GemmaVocabulary):
+    """Answers single-token lookups as HF tokenizers do (unknown -> the unk id) and refuses to
+    build its whole vocabulary: rendering must not call get_vocab() once per prompt."""
+
+    unk_token, unk_token_id = "<unk>", 3
+
+    def get_vocab(self) -> dict[str, int]:
+        raise AssertionError("get_vocab() builds the whole vocabulary; look up the one token")
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return {"<start_of_turn>": 105, "<end_of_turn>": 106, "<unk>": 3}.get(token, 3)
+
+
+def test_fallback_style_looks_up_one_token_not_the_vocabulary():
+    fmt, lookup = get_format("functiongemma"), GemmaLookupOnly()
+    messages = [{"role": "user", "content": "Weather in Zürich?"}]
+    expected = fmt.render_example(TOOLS, messages, [WEATHER], tokenizer=GemmaVocabulary())
+    assert fmt.render_example(TOOLS, messages, [WEATHER], tokenizer=lookup) == expected
+    assert has_token(lookup, "<unk>") and not has_token(lookup, "<|im_start|>")
