@@ -322,3 +322,17 @@ def test_a_report_with_no_finished_recipe_says_so_instead_of_an_empty_table(tmp_
     from common.experiments.headline_report import write_report
     text = write_report(tmp_path / "report", "full").read_text()
     assert "No recipe has finished yet" in text and "| recipe | what |" not in text
+
+
+def test_bfcl_decodes_in_the_recipes_format_not_the_models_default(tmp_path, monkeypatch):
+    # Gemma's own default format is functiongemma; the recipe trains and evaluates in hermes
+    seen = {}
+    monkeypatch.setattr(headline, "in_fresh_process", lambda fn, overrides: seen.update(overrides))
+    monkeypatch.setattr(headline, "keep_predictions", lambda dest: None)
+    p = _params(tmp_path, model="tiny-random-gemma3")
+    headline.run_bfcl(p, "full", tmp_path / "full", {"adapter": "runs/x/adapter"}, {})
+    assert seen["format"] == "hermes" and seen["out"].endswith("bfcl")
+    headline.run_bfcl(p, "untrained", tmp_path / "untrained", {}, {})
+    assert seen["format"] == "hermes" and "untrained/bfcl" in seen["out"]
+    with pytest.raises(headline.UserError, match="trains in format 'pythonic' but evaluates in 'hermes'"):
+        headline.run(_params(tmp_path, sft_set={"format": "pythonic"}), "cmd")

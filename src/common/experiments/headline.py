@@ -55,6 +55,7 @@ from common.experiments.headline_records import (
 from common.experiments.headline_report import PUBLISHED, bfcl_summary, published, write_report
 from common.experiments.quickstart import in_fresh_process, recipe_text
 from common.jsonio import read_json, read_jsonl, write_json
+from common.models import default_format
 from common.params import (
     DEFAULT_MODEL,
     add_set_argument,
@@ -181,7 +182,9 @@ def run_bfcl(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any],
                  "call_gate": gate if adapter and gate is not None else "none", "experiment": p.experiment,
                  "run": f"{who}/bfcl", "out": str(dest), "wandb": p.wandb, "wandb_group": p.experiment,
                  "reuse": str(reuse) if reuse and adapter and gate is not None else None,
-                 **{k: getattr(gen, k) for k in ex.BFCL_SHARED_KEYS if k in p.eval_set},
+                 # the format always: the one the recipe's sets are evaluated (and its adapter trained) in,
+                 # not the model's default (Gemma's is functiongemma); the other keys only when the recipe sets them
+                 **{k: getattr(gen, k) for k in ex.BFCL_SHARED_KEYS if k in p.eval_set or k == "format"},
                  **({"max_new_tokens": p.bfcl_max_new_tokens} if p.bfcl_max_new_tokens else {})}
     with ex.stage(f"BFCL {who}", timings):
         if finished(dest):  # rescored from its record
@@ -227,8 +230,12 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     build_dir = data_p.out_dir()
     sft_set = {**p.sft_set, "model": p.model, "experiment": p.experiment, "run": p.recipe, "wandb": p.wandb,
                "wandb_group": p.experiment, "data": f"{shown(build_dir)}:train", "eval_data": shown(build_dir)}
-    load_params(SFTParams, p.sft_params, sft_set)  # every parameter checked before the first stage
+    sft_p = load_params(SFTParams, p.sft_params, sft_set)  # every parameter checked before the first stage
     gen = ex.eval_params(p.eval_params, {**p.eval_set, "model": p.model})
+    trained_format = sft_p.format or default_format(p.model)
+    if p.fine_tuned and trained_format != gen.format:
+        raise UserError(f"the recipe trains in format {trained_format!r} but evaluates in {gen.format!r}: set the "
+                        "same `format` in sft_set and eval_set")
     if p.gate_from_dev is not None and p.reuse_plain and gen.temperature != 0:
         raise UserError(f"reuse_plain copies plain answers into the gated pass, which holds only for greedy decoding; "
                         f"eval temperature is {gen.temperature}: set reuse_plain: false or temperature: 0")
