@@ -174,7 +174,7 @@ def test_a_run_trained_on_another_build_is_named_with_the_fix(tmp_path, capsys):
 
 
 def _recipe_results(name: str, trained_on: str | None) -> dict:
-    row = {"accuracy": 0.5, "no_tool_accuracy": 0.5}
+    row = {"n": 4, "accuracy": 0.5, "no_tool_accuracy": 0.5}
     return {"recipe": name, "complete": True, "description": f"{name} data", "model": "m", "command": "cmd",
             "recipe_text": "LoRA", "train": {"steps": 2, "data": {"train": {"sequences": 4}}},
             "data": {"build": "data/x", "live": None, "trained_on_sha256": trained_on,
@@ -194,6 +194,8 @@ def test_the_report_says_when_an_adapter_trained_on_another_build(tmp_path, trai
     text = headline.write_report(tmp_path, "full").read_text()
     assert ("another build" in text) == (said is not None and "another" in said)
     assert ("| `other` † |" in text) == (trained_on == "b" * 64)
+    # no untrained rows yet: the recipe's own rows, and what adds the untrained model's
+    assert "| dev split (live toolkits held back; recipes are chosen here) | 4 | 50.0% | not evaluated yet |" in text
     if said:
         assert said in text
 

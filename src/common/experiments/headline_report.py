@@ -153,6 +153,14 @@ def paired_rows(paired_sets: dict[str, Any]) -> list[str]:
     return lines
 
 
+def not_paired_rows(evals: dict[str, Any]) -> list[str]:
+    """The recipe's own rows while the untrained model has no evaluation to pair them with."""
+    return ["The untrained model has not been evaluated on these sets yet (the recipe ran with `untrained: false`); "
+            "the recipe's command without that override adds it, resuming every recorded stage.", "",
+            "| set | n | recipe | untrained |", "|---|---|---|---|",
+            *(f"| {SET_TEXT[w]} | {e['n']} | {pct(e['accuracy'])} | not evaluated yet |" for w, e in evals.items())]
+
+
 def untrained_bfcl(found: dict[str, dict[str, Any]], report: Path) -> dict[str, Any] | None:
     """The untrained model's BFCL row: a recipe's, else the latest untrained-only run's."""
     for r in found.values():
@@ -189,7 +197,7 @@ def write_report(report: Path, headline: str, target: str | None = None) -> Path
                    f"{head['train']['steps']} steps. Plain greedy decoding.{trained_on_text(head)} A model "
                    "that never calls scores a set's share of requests that need no call, so the last two columns "
                    "split each set by what its requests need."), "",
-                  *paired_rows(head["paired"]), ""]
+                  *(paired_rows(head["paired"]) if head["paired"] else not_paired_rows(head["evals"])), ""]
         if head.get("gated") and head["gated"]["paired"]:
             lines += [(f"With the call gate chosen on the dev split ({gate_text(head['gated']['gate'])}; on dev it "
                        f"calls on {pct(head['gated']['gate']['call_recall'])} of the requests that need a call; the "
