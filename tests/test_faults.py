@@ -220,6 +220,8 @@ def test_training_killed_after_a_checkpoint_resumes_from_it(tmp_path):
     assert again.returncode == 0, err[-2000:]
     results = json.loads((out / "results.json").read_text())
     assert results["steps"] == 6 and (out / "adapter" / "adapter_config.json").is_file()
+    killed, resumed = results["invocations"]  # the killed one up to the checkpoint resumed from
+    assert killed["until_step"] + resumed["steps"] == 6 and killed["steps"] == killed["until_step"] >= 3
     steps = [r["step"] for r in read_jsonl(out / "history.jsonl") if "loss" in r]
     assert steps[-1] == 6 and steps.count(6) == 1
 

@@ -326,6 +326,10 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, data_file
     results = train_sft(p, callbacks=[first])
     assert first.step == 2  # continued from checkpoint-2, not from 0
     assert results["steps"] == 4 and results["throughput"]["steps"] == 2
+    # the killed invocation is recorded up to the checkpoint resumed from, then this one
+    killed, resumed = results["invocations"]
+    assert (killed["steps"], killed["until_step"], resumed["steps"]) == (2, 2, 2) and "until_step" not in resumed
+    assert killed["tokens"] > 0 and killed["seconds"] > 0 and resumed == {"git": resumed["git"], **results["throughput"]}
     history = json.loads((tmp_path / "sft" / "history.json").read_text())
     steps = [r["step"] for r in history if "loss" in r]
     assert steps == [1, 2, 3, 4]

@@ -212,8 +212,8 @@ def keep_training(tr: dict[str, Any], folder: str | Path, summary: bool = True) 
 
 def training_summary(tr: dict[str, Any]) -> dict[str, Any]:
     """What a notebook's results keep of a training run (its folder is not committed)."""
-    return {k: tr.get(k) for k in ("stage", "run", "model", "method", "steps", "final", "throughput", "parameters",
-                                   "data", "params")}
+    return {k: tr.get(k) for k in ("stage", "run", "model", "method", "steps", "final", "throughput", "invocations",
+                                   "parameters", "data", "params")}
 
 
 def copy_history(tr: dict[str, Any], dest: str | Path) -> Path:

@@ -18,7 +18,9 @@ A run writes into `runs/<experiment>/<run>/`:
 - `history.jsonl`: every logged line as it came (loss, eval loss, token accuracy,
   learning rate, entropy, grad norm; for DPO the rewards and preference accuracy);
 - `results.json`: parameters, data summary, trainable parameters, tokens/s, peak
-  memory, final losses and provenance; `pairs.jsonl` for DPO.
+  memory (this invocation's, and `invocations`: every one that trained the weights, a
+  killed one counted up to the checkpoint resumed from), final losses and provenance;
+  `pairs.jsonl` for DPO.
 W&B receives the same config and curves (offline unless a key and `wandb: online`).
 """
 

@@ -134,7 +134,7 @@ def train_dpo(params: DPOParams | dict[str, Any], callbacks: list[Any] = ()) -> 
           f"beta {p.beta}, sft loss weight {p.sft_loss_weight}, {info['device']}/{info['precision']}, into {out}"
           + (f"; resuming from {Path(checkpoint).name}" if checkpoint else ""), flush=True)
     throughput = run_trainer(trainer, checkpoint)
-    results = finish_run(trainer, p, "dpo", out, trainer.processing_class, tracker, throughput, info)
+    results = finish_run(trainer, p, "dpo", out, trainer.processing_class, tracker, throughput, info, checkpoint)
     if not results:
         return {}
     print(f"[train] done: {throughput['seconds']} s; reward accuracy {results['final'].get('rewards/accuracies')}, "

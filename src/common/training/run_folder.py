@@ -25,7 +25,7 @@ from common.models import check_model_name, default_format, load_model
 from common.provenance import git_state, local_path, portable, provenance, runs_root
 from common.tracking import NoRun, flatten, resolve_mode, start_run
 from common.training.params import FREE_KEYS, FROM_SFT, DPOParams, TrainParams
-from common.training.trainers import final_metrics, parameter_counts
+from common.training.trainers import checkpoint_invocations, final_metrics, parameter_counts
 
 
 def resolve(params: TrainParams, stage: str) -> TrainParams:
@@ -133,15 +133,20 @@ def save_outputs(trainer: Any, p: TrainParams, out: Path, tokenizer: Any, precis
 
 
 def finish_run(trainer: Any, p: TrainParams, stage: str, out: Path, tokenizer: Any, tracker: Any,
-               throughput: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """Save the weights (every process), then history and results (the main one)."""
+               throughput: dict[str, Any], extra: dict[str, Any], checkpoint: str | None = None) -> dict[str, Any]:
+    """Save the weights (every process), then history and results (the main one). `invocations`
+    lists every invocation that trained the weights: those recorded in the `checkpoint` resumed
+    from (each up to the step it saved, `until_step`), then this one; `throughput` is this one's."""
     saved = save_outputs(trainer, p, out, tokenizer, extra["precision"])
     if not trainer.is_world_process_zero():
         return {}
     history = trainer.state.log_history
     write_json(out / "history.json", history)
-    invocations = [*json.loads((out / "results.json").read_text()).get("invocations", [])] \
-        if (out / "results.json").exists() else []
+    if checkpoint:
+        invocations = checkpoint_invocations(checkpoint)
+    else:  # a finished run trained again (its weights were removed): its record keeps the earlier ones
+        invocations = [*json.loads((out / "results.json").read_text()).get("invocations", [])] \
+            if (out / "results.json").exists() else []
     invocations.append({"git": git_state(), **throughput})
     results = {"stage": stage, "experiment": p.experiment, "run": p.run, "model": p.model, "method": p.method,
                "format": p.format, "seed": p.seed, "params": p.model_dump(), **extra,

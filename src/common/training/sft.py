@@ -79,7 +79,7 @@ def train_sft(params: SFTParams | dict[str, Any], callbacks: list[Any] = ()) -> 
     extra = {"data": {"train": {**train.summary(), "split_sha256": data_sha}, "eval": evals.summary() if evals else None},
              "precision": precision, "device": device, "cpu_autocast": cpu_autocast,
              "compile": compiled}
-    results = finish_run(trainer, p, "sft", out, tokenizer, tracker, throughput, extra)
+    results = finish_run(trainer, p, "sft", out, tokenizer, tracker, throughput, extra, checkpoint)
     if not results:
         return {}
     print(f"[train] done: {throughput['tokens_per_s']} tokens/s, {throughput['seconds']} s; "

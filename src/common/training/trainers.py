@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import resource
 import shutil
 import sysconfig
@@ -30,7 +31,8 @@ from peft import LoraConfig
 from transformers import TrainerCallback
 from trl import DPOTrainer, SFTTrainer
 
-from common.jsonio import append_jsonl
+from common.jsonio import append_jsonl, write_json
+from common.provenance import git_state
 from common.training.params import TrainParams, target_modules
 
 
@@ -278,13 +280,44 @@ class Throughput:
         return out
 
 
+INVOCATIONS_FILE = "invocations.json"
+
+
+class CheckpointInvocations(TrainerCallback):
+    """Each checkpoint keeps the invocations that trained up to it: those it resumed from and this
+    one's time and tokens so far (`until_step`). A run killed after a checkpoint and resumed from
+    it then records what its first steps cost, not only the resumed tail's."""
+
+    def __init__(self, trainer: Any, timer: Throughput, steps_before: int, earlier: list[dict[str, Any]],
+                 git: dict[str, Any]) -> None:
+        self.trainer, self.timer, self.steps_before, self.earlier, self.git = trainer, timer, steps_before, earlier, git
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"  # transformers' PREFIX_CHECKPOINT_DIR
+        if state.is_world_process_zero and folder.is_dir():
+            so_far = {"git": self.git, **self.timer.finish(self.trainer, self.steps_before),
+                      "until_step": state.global_step}
+            write_json(folder / INVOCATIONS_FILE, [*self.earlier, so_far])
+
+
+def checkpoint_invocations(checkpoint: str | None) -> list[dict[str, Any]]:
+    """The invocations that trained up to `checkpoint` ([] without one, or for a checkpoint saved
+    before they were recorded)."""
+    path = Path(checkpoint) / INVOCATIONS_FILE if checkpoint else None
+    return json.loads(path.read_text()) if path is not None and path.is_file() else []
+
+
 def run_trainer(trainer: Any, checkpoint: str | None) -> dict[str, Any]:
-    """Train (from `checkpoint` when resuming); this invocation's time, tokens and memory."""
+    """Train (from `checkpoint` when resuming); this invocation's time, tokens and memory. Every
+    checkpoint saved records the invocations so far (`CheckpointInvocations`)."""
     first = FirstStep(trainer)
     trainer.add_callback(first)
     timer = Throughput(first)
+    steps_before = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+    trainer.add_callback(CheckpointInvocations(trainer, timer, steps_before, checkpoint_invocations(checkpoint),
+                                               git_state()))
     trainer.train(resume_from_checkpoint=checkpoint)
-    return timer.finish(trainer, int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0)
+    return timer.finish(trainer, steps_before)
 
 
 def final_metrics(history: list[dict[str, Any]]) -> dict[str, Any]:
