@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import DPOTrainer, SFTTrainer
 
 from common.jsonio import append_jsonl, write_json
@@ -293,7 +294,7 @@ class CheckpointInvocations(TrainerCallback):
         self.trainer, self.timer, self.steps_before, self.earlier, self.git = trainer, timer, steps_before, earlier, git
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"  # transformers' PREFIX_CHECKPOINT_DIR
+        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
         if state.is_world_process_zero and folder.is_dir():
             so_far = {"git": self.git, **self.timer.finish(self.trainer, self.steps_before),
                       "until_step": state.global_step}
