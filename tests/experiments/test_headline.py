@@ -338,3 +338,21 @@ def test_bfcl_decodes_in_the_recipes_format_not_the_models_default(tmp_path, mon
     assert seen["format"] == "hermes" and "untrained/bfcl" in seen["out"]
     with pytest.raises(headline.UserError, match="trains in format 'pythonic' but evaluates in 'hermes'"):
         headline.run(_params(tmp_path, sft_set={"format": "pythonic"}), "cmd")
+
+
+def test_a_bfcl_record_made_before_the_format_was_resolved_is_read_by_the_format_it_ran_in(tmp_path, monkeypatch):
+    # SmolLM2's committed BFCL runs recorded format null (the category runs resolved it to hermes)
+    from common.bfcl.params import BFCLParams
+    from common.experiments import headline_records as records
+    scored = []
+    monkeypatch.setattr(records, "bfcl_score", scored.append)
+    dest = tmp_path / "untrained" / "bfcl"
+    for category in ("simple_python", "irrelevance"):
+        _evaluation_folder(dest / category, {"format": "hermes"})
+    planned = BFCLParams(model="tiny-random-llama", categories=["simple_python", "irrelevance"], limit=2,
+                         call_gate="none", max_new_tokens=8, out=str(dest))
+    (dest / "params.json").write_text(json.dumps({**planned.model_dump(), "format": None}))
+    records.rescore_bfcl(dest, planned.model_copy(update={"format": "hermes"}))
+    assert scored == [dest]
+    with pytest.raises(records.UserError, match="format: 'hermes' there, 'pythonic' now"):
+        records.rescore_bfcl(dest, planned.model_copy(update={"format": "pythonic"}))

@@ -56,7 +56,7 @@ class BFCLParams(GenerationSpec):
                             f"{self.call_gate!r} gives no gate here; set call_gate to a threshold, or drop reuse")
         return self.model_copy(update={"run": self.default_run(), "out": self.default_out(),
                                        **self.resolved_engine(loaded), "max_new_tokens": self.answer_cap(),
-                                       "call_gate": gate})
+                                       "format": self.resolved_format(), "call_gate": gate})
 
 
 def resolve_gate(gate: float | str | None, adapter: str | None) -> float | None:

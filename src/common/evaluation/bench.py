@@ -38,6 +38,7 @@ from common.decoding import CallDecision, call_start_token
 from common.engines import BACKENDS, load_generator, why_not_llamacpp
 from common.errors import ArgumentParser, UserError, cli
 from common.evaluation.checker import check_sample
+from common.evaluation.params import trained_format
 from common.formats import get_format
 from common.jsonio import write_json
 from common.markdown import pct
@@ -209,7 +210,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--adapter", default=None, help="a PEFT adapter folder (a fine-tuned model)")
-    parser.add_argument("--format", default=None, help="tool-call format (default: the model's own)")
+    parser.add_argument("--format", default=None, help=(
+        "tool-call format (default: the one the adapter's training run recorded, else the model's own)"))
     parser.add_argument("--data", default="data/offline-default", help="held-out prompts")
     parser.add_argument("--prompts", type=int, default=20)
     parser.add_argument("--batch", type=int, default=16, help="prompts per generate call in the batched phase")
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--out", default=str(reports_root() / "bench" / "generate"))
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     args = parser.parse_args(argv)
-    fmt = get_format(args.format or default_format(args.model))
+    fmt = get_format(args.format or trained_format(args.model, args.adapter) or default_format(args.model))
     samples = load_data(args.data, args.prompts)
     if not samples:
         raise UserError(f"{args.data} has no samples")

@@ -7,6 +7,8 @@ the adapter, dtype, backend and batching; `EvalParams` adds the data and decodin
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -16,7 +18,7 @@ from common.errors import UserError
 from common.formats import get_format
 from common.models import default_format, resolve_dtype
 from common.params import ModelSpec
-from common.provenance import reports_root
+from common.provenance import local_path, reports_root
 
 # Parameters that change what is generated: a rerun into the same folder must match them.
 GENERATION_KEYS = ("model", "adapter", "merge_adapter", "data", "format", "backend", "dtype",
@@ -34,9 +36,33 @@ def run_name(model: str, adapter: str | None) -> str:
     return f"{Path(model).name}+{path.parent.name if path.name == 'adapter' else path.name}"
 
 
+def trained_format(model: str, adapter: str | None) -> str | None:
+    """The tool-call format the weights were trained in, as their training run recorded it
+    (`<run>/run.json`'s params.format beside `<run>/adapter`, or beside `<run>/model` or
+    `<run>/merged` given as the model); None where no training run is beside them (a base
+    model, a Hub adapter), so the model's own format applies. A clone without the run's folder
+    has no record to read: a run that must resolve alike everywhere gives `format` (the headline does)."""
+    weights = local_path(adapter or model)
+    if not weights.is_dir():  # a registered name, a hub id
+        return None
+    run_file = weights.parent / "run.json"
+    if not run_file.is_file():
+        return None
+    try:
+        return json.loads(run_file.read_text()).get("params", {}).get("format")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise UserError(f"{run_file} is not a readable training run record ({e}); restore it from the run, or "
+                        "give the format with --set format=NAME") from e
+
+
+_SAID: set[tuple[str | None, str]] = set()  # (adapter, format) pairs already warned about
+
+
 class GenerationSpec(ModelSpec):
     """A model (and adapter) that generates, where it writes, how it batches."""
 
+    format: str | None = Field(None, description=(
+        "tool-call format; default: the one the adapter's training run recorded (its run.json), else the model's own"))
     adapter: str | None = Field(None, description="PEFT adapter folder on top of the model")
     limit: int | None = Field(None, ge=1, description="only the first N samples")
     experiment: str = Field("suite", description="reports/<experiment>/<run> is the default output")
@@ -87,11 +113,24 @@ class GenerationSpec(ModelSpec):
             raise ValueError(f"max_new_tokens must be a positive number of tokens or auto, not {v!r}")
         return v
 
+    def resolved_format(self) -> str:
+        """The format given, else the one the adapter's (or model folder's) training run recorded,
+        else the model's own: a trained adapter is prompted as it was trained. A format given that
+        differs from the recorded one is kept (a cross-format test is a valid experiment) and
+        said once, since a parameter file that pins one (params/evaluate.yaml) is the usual cause."""
+        trained = trained_format(self.model, self.adapter)
+        if self.format and trained and self.format != trained and (self.adapter, self.format) not in _SAID:
+            _SAID.add((self.adapter, self.format))
+            print(f"warning: {self.adapter or self.model} was trained in format {trained!r} and is prompted in "
+                  f"{self.format!r} as asked; --set format={trained} (or format: null) prompts it as trained",
+                  file=sys.stderr, flush=True)
+        return self.format or trained or default_format(self.model)
+
     def answer_cap(self) -> int:
         """max_new_tokens made concrete: `auto` is the format's answer_tokens."""
         if self.max_new_tokens != "auto":
             return int(self.max_new_tokens)
-        return get_format(self.format or default_format(self.model)).answer_tokens
+        return get_format(self.resolved_format()).answer_tokens
 
     def default_run(self) -> str:
         return self.run or run_name(self.model, self.adapter)
@@ -134,4 +173,4 @@ class EvalParams(GenerationSpec):
         the caller already loaded, which decides an `auto` backend."""
         return self.model_copy(update={"run": self.default_run(), "out": self.default_out(),
                                        **self.resolved_engine(loaded), "max_new_tokens": self.answer_cap(),
-                                       "format": self.format or default_format(self.model)})
+                                       "format": self.resolved_format()})

@@ -87,6 +87,10 @@ def rescore(dest: Path, planned: EvalParams, spec: str) -> None:
 def rescore_bfcl(dest: Path, planned: BFCLParams) -> None:
     """A finished BFCL run scored again from its record, once it matches `planned`."""
     had = read_json(dest / "params.json", "BFCL parameters")
+    if had.get("format") is None:  # recorded before BFCL resolved the format up front: what each category ran in
+        ran = {str(read_json(dest / c / "run.json", "run record").get("params", {}).get("format"))
+               for c in had["categories"]}
+        had["format"] = ran.pop() if len(ran) == 1 else sorted(ran)
     check_record(dest, {k: had.get(k) for k in BFCL_KEYS}, {k: getattr(planned, k) for k in BFCL_KEYS})
     bfcl_score(dest)
 
