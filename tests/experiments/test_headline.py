@@ -356,3 +356,28 @@ def test_a_bfcl_record_made_before_the_format_was_resolved_is_read_by_the_format
     assert scored == [dest]
     with pytest.raises(records.UserError, match="format: 'hermes' there, 'pythonic' now"):
         records.rescore_bfcl(dest, planned.model_copy(update={"format": "pythonic"}))
+
+
+def test_the_report_says_where_each_recipes_bfcl_errors_are(tmp_path):
+    def bfcl(errors):
+        return {"dir": "x", "agreement": 1.0, "per_category": {"simple_python": {
+            "n": 10, "bfcl_accuracy": 0.4, "agreement": 1.0, "bfcl_error_types": errors}}}
+    full = {**_recipe_results("full", "a" * 64), "bfcl": bfcl(
+        {"ast_decoder:decoder_failed": 3, "value_error:string": 2, "type_error:simple": 1})}
+    gated = {"gate": {"threshold": 0.9, "target_no_call_accuracy": 0.8}, "evals": {}, "paired": {},
+             "bfcl": bfcl({"ast_decoder:decoder_failed": 6})}
+    other = {**_recipe_results("other", "a" * 64), "gated": gated, "bfcl": bfcl(
+        {"simple_function_checker:wrong_count": 1, "multiple_function_checker:wrong_count": 1,
+         "some_new_checker:kind": 2})}
+    for r in (full, other):
+        (tmp_path / r["recipe"]).mkdir()
+        (tmp_path / r["recipe"] / "results.json").write_text(json.dumps(r))
+    text = headline.write_report(tmp_path, "full").read_text()
+    rows = [line for line in text.split("## Where the BFCL errors are")[1].splitlines() if line.startswith("| m +")]
+    # plain rows only, the headline first; shares of the wrong answers, the commonest first, at most three
+    assert rows == [
+        "| m + recipe `full` (headline) | simple_python | 6 | no call could be read from the answer: 50.0%; "
+        "a string argument's value: 33.3%; an argument of another Python type (15.0 for an int, 5 for a float): 16.7% |",
+        # two BFCL types that say the same are added up; an unknown one is shown as BFCL names it
+        "| m + recipe `other` | simple_python | 4 | no call (or several) where one was needed: 50.0%; "
+        "some_new_checker:kind: 50.0% |"]

@@ -38,6 +38,49 @@ PUBLISHED = [
 ]
 
 
+# BFCL's error types (its AST checker's `error_type`), in words; a type not listed is shown as BFCL names it.
+BFCL_ERRORS = {
+    "ast_decoder:decoder_failed": "no call could be read from the answer",
+    "simple_function_checker:wrong_count": "no call (or several) where one was needed",
+    "multiple_function_checker:wrong_count": "no call (or several) where one was needed",
+    "parallel_function_checker_no_order:wrong_count": "the wrong number of calls",
+    "parallel_function_checker_no_order:cannot_find_match": "a call that matches none of the expected ones",
+    "simple_function_checker:wrong_func_name": "the wrong function",
+    "simple_function_checker:missing_required": "a required argument left out",
+    "simple_function_checker:missing_optional": "an optional argument the answer needs left out",
+    "simple_function_checker:unexpected_param": "an argument the function does not take",
+    "type_error:simple": "an argument of another Python type (15.0 for an int, 5 for a float)",
+    "type_error:nested": "a list or dict element of another type",
+    "value_error:string": "a string argument's value",
+    "value_error:others": "a number's or boolean's value",
+    "value_error:list/tuple": "a list's value",
+    "value_error:dict_key": "a dict's keys",
+    "irrelevance_error:decoder_success": "a call where none was needed",
+}
+
+
+def error_rows(rows: list[tuple[str, dict[str, Any]]], top: int = 3) -> list[str]:
+    """Where each BFCL row's wrong answers are: per category, the commonest of BFCL's error types
+    with their share of that category's wrong answers (what limits a recipe, by the benchmark's own
+    classification)."""
+    lines = ["| model | category | wrong | commonest errors (BFCL's error type: share of the wrong answers) |",
+             "|---|---|---|---|"]
+    for name, b in rows:
+        for category in bfcl_data.BENCHMARK_CATEGORIES:
+            kinds = ((b["per_category"].get(category) or {}).get("bfcl_error_types")) or {}
+            wrong = sum(kinds.values())
+            if not wrong:
+                continue
+            by_words: dict[str, int] = {}
+            for kind, n in kinds.items():
+                words = BFCL_ERRORS.get(kind, kind)
+                by_words[words] = by_words.get(words, 0) + n
+            common = sorted(by_words.items(), key=lambda kv: -kv[1])[:top]
+            lines.append(f"| {name} | {category} | {wrong} | "
+                         + "; ".join(f"{w}: {pct(n / wrong)}" for w, n in common) + " |")
+    return lines
+
+
 def published(name: str) -> dict[str, float]:
     """The published row `name` (a model of PUBLISHED), or a one-line error naming the choices."""
     for row, scores, _ in PUBLISHED:
@@ -75,6 +118,18 @@ def _cell(value: float | None, target: float | None = None) -> str:
     return pct(value) + mark
 
 
+def bfcl_rows(found: dict[str, dict[str, Any]], headline: str, untrained: dict[str, Any] | None,
+              model: str) -> list[tuple[str, dict[str, Any]]]:
+    """(row name, BFCL summary) of the untrained model, the headline and every other recipe, plain and gated."""
+    rows = [(f"{model}, untrained", untrained)] if untrained else []
+    for n, r in sorted(found.items(), key=lambda kv: (kv[0] != headline, kv[0])):
+        name = f"{r['model']} + recipe `{n}`" + (" (headline)" if n == headline else "")
+        rows += [(name, r["bfcl"])] if r.get("bfcl") else []
+        if (r.get("gated") or {}).get("bfcl"):
+            rows.append((f"{name}, call gate chosen on dev ({gate_text(r['gated']['gate'])})", r["gated"]["bfcl"]))
+    return rows
+
+
 def bfcl_table(found: dict[str, dict[str, Any]], headline: str, untrained: dict[str, Any] | None,
                model: str, target: str = PUBLISHED[0][0]) -> list[str]:
     cats = list(bfcl_data.BENCHMARK_CATEGORIES)
@@ -84,13 +139,7 @@ def bfcl_table(found: dict[str, dict[str, Any]], headline: str, untrained: dict[
     for name, scores, source in PUBLISHED:
         name += " (the target)" if name == target else ""
         lines.append(f"| {name} | " + " | ".join(_cell(scores.get(c)) for c in cats) + f" | n/a | n/a | {source} |")
-    rows = [(f"{model}, untrained", untrained)] if untrained else []
-    for n, r in sorted(found.items(), key=lambda kv: (kv[0] != headline, kv[0])):
-        name = f"{r['model']} + recipe `{n}`" + (" (headline)" if n == headline else "")
-        rows += [(name, r["bfcl"])] if r.get("bfcl") else []
-        if (r.get("gated") or {}).get("bfcl"):
-            rows.append((f"{name}, call gate chosen on dev ({gate_text(r['gated']['gate'])})", r["gated"]["bfcl"]))
-    for name, b in rows:
+    for name, b in bfcl_rows(found, headline, untrained, model):
         per = b["per_category"]
         lines.append(f"| {name} | " + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy"),
                                                        bar[c] if "recipe" in name else None) for c in cats)
@@ -235,6 +284,13 @@ def write_report(report: Path, headline: str, target: str | None = None) -> Path
                                       for c in bfcl_data.BENCHMARK_CATEGORIES) + " |")
     if marked:
         lines += ["", "† trained on another build of its data than the one its folder names (see its results.json)."]
+    plain = [(n, b) for n, b in bfcl_rows(found, headline, None, model) if "call gate" not in n]
+    if plain:
+        lines += ["", "## Where the BFCL errors are", "",
+                  ("Each recipe's wrong answers on BFCL (plain decoding), by BFCL's own error type, the three "
+                   "commonest per category: what limits the recipe there. An answer no call could be read from "
+                   "is a format failure (malformed output, or prose where a call was needed)."), "",
+                  *error_rows(plain)]
     lines += ["", "## Commands", "", *(f"- `{r['command']}`" for r in found.values()), ""]
     path = report / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
