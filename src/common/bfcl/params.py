@@ -54,9 +54,10 @@ class BFCLParams(GenerationSpec):
         if self.reuse and gate is None:
             raise UserError(f"reuse copies a plain run's answers where a call gate keeps them, and call_gate "
                             f"{self.call_gate!r} gives no gate here; set call_gate to a threshold, or drop reuse")
+        fmt = self.resolved_format()
         return self.model_copy(update={"run": self.default_run(), "out": self.default_out(),
-                                       **self.resolved_engine(loaded), "max_new_tokens": self.answer_cap(),
-                                       "format": self.resolved_format(), "call_gate": gate})
+                                       **self.resolved_engine(loaded), "max_new_tokens": self.answer_cap(fmt),
+                                       "format": fmt, "call_gate": gate})
 
 
 def resolve_gate(gate: float | str | None, adapter: str | None) -> float | None:

@@ -38,11 +38,10 @@ from common.decoding import CallDecision, call_start_token
 from common.engines import BACKENDS, load_generator, why_not_llamacpp
 from common.errors import ArgumentParser, UserError, cli
 from common.evaluation.checker import check_sample
-from common.evaluation.params import trained_format
+from common.evaluation.params import resolve_format
 from common.formats import get_format
 from common.jsonio import write_json
 from common.markdown import pct
-from common.models import default_format
 from common.provenance import provenance, reports_root
 from common.sources import load_data
 
@@ -222,7 +221,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--out", default=str(reports_root() / "bench" / "generate"))
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     args = parser.parse_args(argv)
-    fmt = get_format(args.format or trained_format(args.model, args.adapter) or default_format(args.model))
+    fmt = get_format(resolve_format(args.format, args.model, args.adapter))
     samples = load_data(args.data, args.prompts)
     if not samples:
         raise UserError(f"{args.data} has no samples")

@@ -48,7 +48,7 @@ def trained_format(model: str, adapter: str | None) -> str | None:
     run_file = weights.parent / "run.json"
     if not run_file.is_file():
         return None
-    try:
+    try:  # not jsonio.read_json: its advice, to delete the folder, would throw away a trained run
         return json.loads(run_file.read_text()).get("params", {}).get("format")
     except (json.JSONDecodeError, AttributeError) as e:
         raise UserError(f"{run_file} is not a readable training run record ({e}); restore it from the run, or "
@@ -56,6 +56,19 @@ def trained_format(model: str, adapter: str | None) -> str | None:
 
 
 _SAID: set[tuple[str | None, str]] = set()  # (adapter, format) pairs already warned about
+
+
+def resolve_format(given: str | None, model: str, adapter: str | None) -> str:
+    """The format given, else the one the adapter's (or model folder's) training run recorded,
+    else the model's own: a trained adapter is prompted as it was trained. A format given that
+    differs from the recorded one is kept (a cross-format test is a valid experiment) and
+    said once, since a parameter file that pins one (params/evaluate.yaml) is the usual cause."""
+    trained = trained_format(model, adapter)
+    if given and trained and given != trained and (adapter, given) not in _SAID:
+        _SAID.add((adapter, given))
+        print(f"warning: {adapter or model} was trained in format {trained!r} and is prompted in {given!r} as "
+              f"asked; --set format={trained} (or format: null) prompts it as trained", file=sys.stderr, flush=True)
+    return given or trained or default_format(model)
 
 
 class GenerationSpec(ModelSpec):
@@ -114,23 +127,14 @@ class GenerationSpec(ModelSpec):
         return v
 
     def resolved_format(self) -> str:
-        """The format given, else the one the adapter's (or model folder's) training run recorded,
-        else the model's own: a trained adapter is prompted as it was trained. A format given that
-        differs from the recorded one is kept (a cross-format test is a valid experiment) and
-        said once, since a parameter file that pins one (params/evaluate.yaml) is the usual cause."""
-        trained = trained_format(self.model, self.adapter)
-        if self.format and trained and self.format != trained and (self.adapter, self.format) not in _SAID:
-            _SAID.add((self.adapter, self.format))
-            print(f"warning: {self.adapter or self.model} was trained in format {trained!r} and is prompted in "
-                  f"{self.format!r} as asked; --set format={trained} (or format: null) prompts it as trained",
-                  file=sys.stderr, flush=True)
-        return self.format or trained or default_format(self.model)
+        """`format` made concrete (`resolve_format`)."""
+        return resolve_format(self.format, self.model, self.adapter)
 
-    def answer_cap(self) -> int:
-        """max_new_tokens made concrete: `auto` is the format's answer_tokens."""
+    def answer_cap(self, fmt: str) -> int:
+        """max_new_tokens made concrete: `auto` is the answer_tokens of `fmt`, the resolved format."""
         if self.max_new_tokens != "auto":
             return int(self.max_new_tokens)
-        return get_format(self.resolved_format()).answer_tokens
+        return get_format(fmt).answer_tokens
 
     def default_run(self) -> str:
         return self.run or run_name(self.model, self.adapter)
@@ -171,6 +175,7 @@ class EvalParams(GenerationSpec):
     def resolved(self, loaded: object = None) -> EvalParams:
         """Defaults that depend on other parameters (and the machine), filled in; `loaded`: a model
         the caller already loaded, which decides an `auto` backend."""
+        fmt = self.resolved_format()
         return self.model_copy(update={"run": self.default_run(), "out": self.default_out(),
-                                       **self.resolved_engine(loaded), "max_new_tokens": self.answer_cap(),
-                                       "format": self.resolved_format()})
+                                       **self.resolved_engine(loaded), "max_new_tokens": self.answer_cap(fmt),
+                                       "format": fmt})

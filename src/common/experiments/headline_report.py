@@ -5,6 +5,7 @@ drawn from every finished recipe's results.json under the report folder."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,11 @@ def error_rows(rows: list[tuple[str, dict[str, Any]]], top: int = 3) -> list[str
             wrong = sum(kinds.values())
             if not wrong:
                 continue
-            by_words: dict[str, int] = {}
+            by_words: Counter[str] = Counter()
             for kind, n in kinds.items():
-                words = BFCL_ERRORS.get(kind, kind)
-                by_words[words] = by_words.get(words, 0) + n
-            common = sorted(by_words.items(), key=lambda kv: -kv[1])[:top]
-            lines.append(f"| {name} | {category} | {wrong} | "
-                         + "; ".join(f"{w}: {pct(n / wrong)}" for w, n in common) + " |")
+                by_words[BFCL_ERRORS.get(kind, kind)] += n
+            lines.append(f"| {name} | {category} | {wrong} | "  # ties: in BFCL's order
+                         + "; ".join(f"{w}: {pct(n / wrong)}" for w, n in by_words.most_common(top)) + " |")
     return lines
 
 
@@ -119,13 +118,14 @@ def _cell(value: float | None, target: float | None = None) -> str:
 
 
 def bfcl_rows(found: dict[str, dict[str, Any]], headline: str, untrained: dict[str, Any] | None,
-              model: str) -> list[tuple[str, dict[str, Any]]]:
-    """(row name, BFCL summary) of the untrained model, the headline and every other recipe, plain and gated."""
+              model: str, gated: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """(row name, BFCL summary) of the untrained model, the headline and every other recipe, plain
+    and (with `gated`) with the call gate chosen on dev."""
     rows = [(f"{model}, untrained", untrained)] if untrained else []
     for n, r in sorted(found.items(), key=lambda kv: (kv[0] != headline, kv[0])):
         name = f"{r['model']} + recipe `{n}`" + (" (headline)" if n == headline else "")
         rows += [(name, r["bfcl"])] if r.get("bfcl") else []
-        if (r.get("gated") or {}).get("bfcl"):
+        if gated and (r.get("gated") or {}).get("bfcl"):
             rows.append((f"{name}, call gate chosen on dev ({gate_text(r['gated']['gate'])})", r["gated"]["bfcl"]))
     return rows
 
@@ -284,7 +284,7 @@ def write_report(report: Path, headline: str, target: str | None = None) -> Path
                                       for c in bfcl_data.BENCHMARK_CATEGORIES) + " |")
     if marked:
         lines += ["", "† trained on another build of its data than the one its folder names (see its results.json)."]
-    plain = [(n, b) for n, b in bfcl_rows(found, headline, None, model) if "call gate" not in n]
+    plain = bfcl_rows(found, headline, None, model, gated=False)
     if plain:
         lines += ["", "## Where the BFCL errors are", "",
                   ("Each recipe's wrong answers on BFCL (plain decoding), by BFCL's own error type, the three "
