@@ -286,6 +286,23 @@ def fallback_template(messages: list[dict[str, str]], tokenizer: Any = None) -> 
     return f"{bos}{turns}{start}{roles['assistant']}\n"
 
 
+#: How prompts are rendered; every prediction records the version its prompt had
+#: (`prompt_version`; a record without one is version 1). 1: a tool's keys in its source's order;
+#: 2 (session 21): keys sorted (`canonical_tool`).
+PROMPT_VERSION = 2
+
+
+def prompt_unchanged(version: int, tools: list[dict[str, Any]]) -> bool:
+    """Whether a prompt rendered at `version` for these tools is the one rendered now. From 1 to 2
+    only the key order changed, so a sample whose tools were already sorted (every data build's)
+    has the same prompt; one whose tools came in another order (BFCL entries, the suites) has not.
+    Conservative for formats whose declarations were sorted before (functiongemma): such a record
+    is generated again rather than trusted."""
+    if version >= PROMPT_VERSION:
+        return True
+    return all(json.dumps(normalize_tool(t)) == json.dumps(canonical_tool(t)) for t in tools)
+
+
 def canonical_tool(tool: dict[str, Any]) -> dict[str, Any]:
     """The tool as `normalize_tool` gives it, every object's keys in sorted order.
 
