@@ -304,7 +304,7 @@ def prompt_unchanged(version: int, tools: list[dict[str, Any]]) -> bool:
 
 
 def canonical_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    """The tool as `normalize_tool` gives it, every object's keys in sorted order.
+    """The tool as `normalize_tool` gives it, every object's keys inside the function sorted.
 
     A prompt depends on a tool's content, never on the key order its source happened to use.
     The data builds store every tool with sorted keys (datacard.to_row), so every training, dev
@@ -312,8 +312,9 @@ def canonical_tool(tool: dict[str, Any]) -> dict[str, Any]:
     `required` before `type` and `properties`) would otherwise reach the model in an order it
     never saw in training, and a small model copies the first keys it meets as argument names
     (LOG.md, 2026-12-01, session 21). Chat templates keep a dict's order (`tojson`), so the
-    native-template path gets these sorted dicts too."""
-    return _sorted_keys(normalize_tool(tool))
+    native-template path gets these sorted dicts too. The wrapper stays `{"type", "function"}`,
+    in `normalize_tool`'s order, as every prompt has always had it."""
+    return {"type": "function", "function": _sorted_keys(normalize_tool(tool)["function"])}
 
 
 def _sorted_keys(value: Any) -> Any:
