@@ -12,9 +12,9 @@ from typing import Any
 
 from common.bfcl.params import BFCLParams
 from common.bfcl.report import score as bfcl_score
+from common.bfcl_data import category_samples
 from common.errors import UserError
 from common.evaluation.params import EvalParams
-from common.bfcl_data import category_samples
 from common.evaluation.runner import differences, generation_settings, refuse_stale, score
 from common.experiments.compare import results_of
 from common.gguf_convert import digest

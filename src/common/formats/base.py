@@ -288,7 +288,7 @@ def fallback_template(messages: list[dict[str, str]], tokenizer: Any = None) -> 
 
 #: How prompts are rendered; every prediction records the version its prompt had
 #: (`prompt_version`; a record without one is version 1). 1: a tool's keys in its source's order;
-#: 2 (session 21): keys sorted (`canonical_tool`).
+#: 2 (session 21): the keys inside a tool's function sorted (`canonical_tool`).
 PROMPT_VERSION = 2
 
 
