@@ -11,6 +11,7 @@ from common.bfcl import report as bfcl_report
 from common.bfcl import run as bfcl
 from common.bfcl.agreement import agreement
 from common.bfcl.reference import reference_verdicts
+from common.errors import UserError
 from common.evaluation.checker import check_sample
 from common.formats import get_format
 from common.samples import ExpectedCall, Sample, ToolCall
@@ -249,3 +250,15 @@ def test_the_cli_generates_resumes_and_scores_with_a_tiny_model(tmp_path, monkey
                               "irrelevance --limit 2 --call-gate none")
     assert bfcl.main([*command.split()[3:], "--out", str(out)])["metrics"]["bfcl"] == results["metrics"]["bfcl"]
     assert (out / "simple_python" / "predictions.jsonl").read_text() == before
+    # answers recorded before prompts listed a tool's keys sorted (no prompt_version) answered
+    # other prompts (BFCL's entries are not sorted): refused by a rerun before a model loads, and by --score-only
+    for category in ("simple_python", "irrelevance"):
+        path = out / category / "predictions.jsonl"
+        path.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "prompt_version"}) + "\n"
+                                for x in path.read_text().splitlines()))
+    monkeypatch.setattr(bfcl, "load_generator", lambda *a, **k: pytest.fail("a model loaded"))
+    stale = r"changed since they were generated .*: simple_python \(2\), irrelevance \(2\); delete those"
+    with pytest.raises(UserError, match=stale):
+        bfcl.main(argv)
+    with pytest.raises(UserError, match=stale):
+        bfcl.main(["--score-only", "--out", str(out)])

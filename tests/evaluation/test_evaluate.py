@@ -104,6 +104,8 @@ def test_answers_to_prompts_that_have_changed_since_are_refused(tmp_path, tok, g
         if out == "suite":  # the suite's prompts changed: its old answers are not this prompt's
             with pytest.raises(UserError, match="holds 2 answers to prompts that have changed"):
                 ev.evaluate(p, model_and_tokenizer=(None, tok))
+            with pytest.raises(UserError, match="holds 2 answers to prompts that have changed"):
+                ev.score(tmp_path / out)  # --score-only: not rescored either
         else:  # sorted already: the same prompt then and now, so the record stands
             assert ev.evaluate(p, model_and_tokenizer=(None, tok))["n_samples"] == 2
         assert GoldBackend.calls == 0

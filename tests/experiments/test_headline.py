@@ -358,23 +358,19 @@ def test_a_bfcl_record_made_before_the_format_was_resolved_is_read_by_the_format
         records.rescore_bfcl(dest, planned.model_copy(update={"format": "pythonic"}))
 
 
-def test_a_bfcl_record_of_prompts_that_have_changed_since_is_refused_not_rescored(tmp_path, monkeypatch):
+def test_a_bfcl_record_of_prompts_that_have_changed_since_is_refused_not_rescored(tmp_path):
     # BFCL's committed answers before session 21 were prompted with a tool's keys in BFCL's order;
-    # prompts now list them sorted, so those answers belong to another prompt
+    # prompts now list them sorted, so those answers belong to another prompt (BFCL's scoring refuses them)
     from common.bfcl.params import BFCLParams
     from common.experiments import headline_records as records
-    from common.formats.base import PROMPT_VERSION
-    monkeypatch.setattr(records, "bfcl_score", lambda dest: None)
     dest = tmp_path / "full" / "bfcl"
     _evaluation_folder(dest / "simple_python", {"format": "hermes"}, ids=("simple_python_0", "simple_python_1"))
     planned = BFCLParams(model="tiny-random-llama", format="hermes", categories=["simple_python"], limit=2,
                          call_gate="none", max_new_tokens=8, out=str(dest))
     (dest / "params.json").write_text(json.dumps(planned.model_dump()))
-    with pytest.raises(records.UserError, match="holds 2 answers to prompts that have changed"):
+    with pytest.raises(records.UserError, match=r"changed since they were generated .*: simple_python \(2\); "
+                                                "delete that category folder"):
         records.rescore_bfcl(dest, planned)
-    rows = [{"id": f"simple_python_{i}", "text": "x", "prompt_version": PROMPT_VERSION} for i in (0, 1)]
-    (dest / "simple_python" / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    records.rescore_bfcl(dest, planned)
 
 
 def test_the_report_says_where_each_recipes_bfcl_errors_are(tmp_path):

@@ -234,7 +234,8 @@ def score(out: str | Path, samples: list[Sample] | None = None,
 
     `overrides` may change the scoring parameters (SCORING_KEYS) of a finished run.
     Timings are those of every invocation that generated into `out`, added up. Reads the
-    predictions and never writes to them.
+    predictions and never writes to them; answers to prompts that have changed since they were
+    generated (`formats.base.PROMPT_VERSION`) are refused, not scored.
     """
     out = Path(out)
     if not (out / "run.json").is_file():
@@ -253,6 +254,7 @@ def score(out: str | Path, samples: list[Sample] | None = None,
     found = read_checked(out / "predictions.jsonl", PREDICTION_KEYS)
     latency_rows = read_jsonl(out / "latency.jsonl", LATENCY_KEYS)
     check_predictions(out, portable(run["generation"]), run["generation"], found.rows + latency_rows)
+    refuse_stale(out, found.rows + latency_rows, samples)  # --score-only and every rescoring path too
     predictions: dict[str, dict[str, Any]] = {}
     for r in found.rows:
         predictions.setdefault(r["id"], r)

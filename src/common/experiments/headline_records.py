@@ -12,10 +12,9 @@ from typing import Any
 
 from common.bfcl.params import BFCLParams
 from common.bfcl.report import score as bfcl_score
-from common.bfcl_data import category_samples
 from common.errors import UserError
 from common.evaluation.params import EvalParams
-from common.evaluation.runner import differences, generation_settings, refuse_stale, score
+from common.evaluation.runner import differences, generation_settings, score
 from common.experiments.compare import results_of
 from common.gguf_convert import digest
 from common.jsonio import archive, read_json, read_jsonl, restore
@@ -82,9 +81,7 @@ def rescore(dest: Path, planned: EvalParams, spec: str) -> None:
     run = read_json(dest / "run.json", "run record")
     check_record(dest, {**drop(run["generation"], MACHINE_KEYS), "limit": run["params"]["limit"]},
                  {**drop(generation_settings(planned), MACHINE_KEYS), "limit": planned.limit})
-    samples = load_data(spec, planned.limit)
-    refuse_stale(dest, read_jsonl(dest / "predictions.jsonl", ("id",)), samples)
-    score(dest, samples)
+    score(dest, load_data(spec, planned.limit))  # restores the archive; refuses answers to changed prompts
 
 
 def rescore_bfcl(dest: Path, planned: BFCLParams) -> None:
@@ -95,11 +92,7 @@ def rescore_bfcl(dest: Path, planned: BFCLParams) -> None:
                for c in had["categories"]}
         had["format"] = ran.pop() if len(ran) == 1 else sorted(ran)
     check_record(dest, {k: had.get(k) for k in BFCL_KEYS}, {k: getattr(planned, k) for k in BFCL_KEYS})
-    for c in had["categories"]:
-        restore(dest / c / "predictions.jsonl")
-        refuse_stale(dest / c, read_jsonl(dest / c / "predictions.jsonl", ("id",)),
-                     category_samples(c)[:planned.limit])
-    bfcl_score(dest)
+    bfcl_score(dest)  # each category through runner.score: restored, answers to changed prompts refused
 
 
 def weights_sha256(run: Path) -> str:
