@@ -14,6 +14,7 @@ from common.bfcl.reference import reference_verdicts
 from common.errors import UserError
 from common.evaluation.checker import check_sample
 from common.formats import get_format
+from common.formats.base import PROMPT_VERSION
 from common.samples import ExpectedCall, Sample, ToolCall
 
 HERMES = get_format("hermes")
@@ -228,6 +229,7 @@ def test_the_cli_generates_resumes_and_scores_with_a_tiny_model(tmp_path, monkey
             "--out", str(out), "--set", "max_new_tokens=4", "batch_size=2", "wandb=disabled", "dtype=float32"]
     results = bfcl.main(argv)
     assert results["n_samples"] == 4 and results["data"] == "bfcl:simple_python,irrelevance"
+    assert results["prompt_version"] == PROMPT_VERSION  # what the headline's report marks older runs by
     assert set(results["metrics"]["bfcl"]["per_category"]) == {"simple_python", "irrelevance"}
     lines = [json.loads(x) for x in (out / "agreement.jsonl").read_text().splitlines()]
     assert [r["id"] for r in lines] == ["simple_python_0", "simple_python_1", "irrelevance_0", "irrelevance_1"]

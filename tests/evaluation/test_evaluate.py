@@ -97,6 +97,7 @@ def test_answers_to_prompts_that_have_changed_since_are_refused(tmp_path, tok, g
         pred = tmp_path / out / "predictions.jsonl"
         rows = [json.loads(line) for line in pred.read_text().splitlines()]
         assert {r["prompt_version"] for r in rows} == {PROMPT_VERSION}
+        assert json.loads((tmp_path / out / "results.json").read_text())["prompt_version"] == PROMPT_VERSION
         # as recorded before prompts listed a tool's keys sorted (no prompt_version: version 1)
         pred.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "prompt_version"}) + "\n"
                                 for r in rows))
@@ -106,8 +107,9 @@ def test_answers_to_prompts_that_have_changed_since_are_refused(tmp_path, tok, g
                 ev.evaluate(p, model_and_tokenizer=(None, tok))
             with pytest.raises(UserError, match="holds 2 answers to prompts that have changed"):
                 ev.score(tmp_path / out)  # --score-only: not rescored either
-        else:  # sorted already: the same prompt then and now, so the record stands
-            assert ev.evaluate(p, model_and_tokenizer=(None, tok))["n_samples"] == 2
+        else:  # sorted already: the same prompt then and now, so the record stands, scored as version 1's
+            again = ev.evaluate(p, model_and_tokenizer=(None, tok))
+            assert again["n_samples"] == 2 and again["prompt_version"] == 1
         assert GoldBackend.calls == 0
 
 

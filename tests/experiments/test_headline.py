@@ -374,11 +374,14 @@ def test_a_bfcl_record_of_prompts_that_have_changed_since_is_refused_not_rescore
 
 
 def test_the_report_says_where_each_recipes_bfcl_errors_are(tmp_path):
-    def bfcl(errors):
+    from common.experiments.headline_report import OLD_PROMPTS_NOTE
+    from common.formats.base import PROMPT_VERSION
+
+    def bfcl(errors, **version):
         return {"dir": "x", "agreement": 1.0, "per_category": {"simple_python": {
-            "n": 10, "bfcl_accuracy": 0.4, "agreement": 1.0, "bfcl_error_types": errors}}}
+            "n": 10, "bfcl_accuracy": 0.4, "agreement": 1.0, "bfcl_error_types": errors}}, **version}
     full = {**_recipe_results("full", "a" * 64), "bfcl": bfcl(
-        {"ast_decoder:decoder_failed": 3, "value_error:string": 2, "type_error:simple": 1})}
+        {"ast_decoder:decoder_failed": 3, "value_error:string": 2, "type_error:simple": 1}, prompt_version=PROMPT_VERSION)}
     gated = {"gate": {"threshold": 0.9, "target_no_call_accuracy": 0.8}, "evals": {}, "paired": {},
              "bfcl": bfcl({"ast_decoder:decoder_failed": 6})}
     other = {**_recipe_results("other", "a" * 64), "gated": gated, "bfcl": bfcl(
@@ -393,6 +396,11 @@ def test_the_report_says_where_each_recipes_bfcl_errors_are(tmp_path):
     assert rows == [
         "| m + recipe `full` (headline) | simple_python | 6 | no call could be read from the answer: 50.0%; "
         "a string argument's value: 33.3%; an argument of another Python type (15.0 for an int, 5 for a float): 16.7% |",
-        # two BFCL types that say the same are added up; an unknown one is shown as BFCL names it
-        "| m + recipe `other` | simple_python | 4 | no call (or several) where one was needed: 50.0%; "
+        # two BFCL types that say the same are added up; an unknown one is shown as BFCL names it;
+        # `other` answered BFCL before prompts listed a tool's keys sorted (no prompt_version recorded): marked
+        "| m + recipe `other` ‡ | simple_python | 4 | no call (or several) where one was needed: 50.0%; "
         "some_new_checker:kind: 50.0% |"]
+    # marked wherever its BFCL numbers are, with the note under each of the three tables; the headline is not
+    assert "| m + recipe `other`, call gate chosen on dev (P(call) ≥ 0.900: dev no-call accuracy ≥ 80.0%) ‡ |" in text
+    assert "| `other` ‡ |" in text and "| `other` + gate ‡ |" in text and "| `full` |" in text
+    assert text.count(OLD_PROMPTS_NOTE) == 3 and "(headline) ‡" not in text

@@ -284,6 +284,8 @@ def score(out: str | Path, samples: list[Sample] | None = None,
         "experiment": params.experiment, "run": params.run, "model": params.model,
         "adapter": params.adapter, "format": params.format, "data": params.data, "n_samples": len(samples),
         "seed": params.seed, "params": params.model_dump(), "generation": run.get("backend"),
+        # the oldest prompt rendering among the answers judged (`formats.base.PROMPT_VERSION`)
+        "prompt_version": min(predictions[s.id].get("prompt_version", 1) for s in samples) if samples else PROMPT_VERSION,
         "metrics": metrics, "throughput": throughput([predictions[s.id] for s in samples]),
         "latency_mode": {"batch_size": 1, "requests": len(latency),
                          "same_text_as_batched": sum(r["same_text_as_batched"] for r in latency)},
