@@ -9,6 +9,7 @@ import yaml
 
 from common.data.build import DataParams
 from common.experiments import headline
+from common.formats.base import PROMPT_VERSION
 from common.params import ParamsError, load_params
 from common.provenance import ROOT
 
@@ -272,7 +273,7 @@ def test_the_gemma_recipe_shares_the_data_and_names_its_own_target(tmp_path):
     r = _recipe_results("full", "a" * 64)
     per = {c: {"bfcl_accuracy": 0.7} for c in ("simple_python", "multiple", "parallel", "parallel_multiple",
                                                "irrelevance")}
-    r["bfcl"] = {"dir": "reports/x/bfcl", "agreement": 1.0, "per_category": per}
+    r["bfcl"] = {"dir": "reports/x/bfcl", "agreement": 1.0, "per_category": per, "prompt_version": PROMPT_VERSION}
     r["params"] = {"target": "Granite-4.0-350M"}
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "results.json").write_text(json.dumps(r))
@@ -375,7 +376,6 @@ def test_a_bfcl_record_of_prompts_that_have_changed_since_is_refused_not_rescore
 
 def test_the_report_says_where_each_recipes_bfcl_errors_are(tmp_path):
     from common.experiments.headline_report import OLD_PROMPTS_NOTE
-    from common.formats.base import PROMPT_VERSION
 
     def bfcl(errors, **version):
         return {"dir": "x", "agreement": 1.0, "per_category": {"simple_python": {
