@@ -11,8 +11,10 @@ from common.bfcl import report as bfcl_report
 from common.bfcl import run as bfcl
 from common.bfcl.agreement import agreement
 from common.bfcl.reference import reference_verdicts
+from common.errors import UserError
 from common.evaluation.checker import check_sample
 from common.formats import get_format
+from common.formats.base import PROMPT_VERSION
 from common.samples import ExpectedCall, Sample, ToolCall
 
 HERMES = get_format("hermes")
@@ -227,6 +229,7 @@ def test_the_cli_generates_resumes_and_scores_with_a_tiny_model(tmp_path, monkey
             "--out", str(out), "--set", "max_new_tokens=4", "batch_size=2", "wandb=disabled", "dtype=float32"]
     results = bfcl.main(argv)
     assert results["n_samples"] == 4 and results["data"] == "bfcl:simple_python,irrelevance"
+    assert results["prompt_version"] == PROMPT_VERSION  # what the headline's report marks older runs by
     assert set(results["metrics"]["bfcl"]["per_category"]) == {"simple_python", "irrelevance"}
     lines = [json.loads(x) for x in (out / "agreement.jsonl").read_text().splitlines()]
     assert [r["id"] for r in lines] == ["simple_python_0", "simple_python_1", "irrelevance_0", "irrelevance_1"]
@@ -249,3 +252,15 @@ def test_the_cli_generates_resumes_and_scores_with_a_tiny_model(tmp_path, monkey
                               "irrelevance --limit 2 --call-gate none")
     assert bfcl.main([*command.split()[3:], "--out", str(out)])["metrics"]["bfcl"] == results["metrics"]["bfcl"]
     assert (out / "simple_python" / "predictions.jsonl").read_text() == before
+    # answers recorded before prompts listed a tool's keys sorted (no prompt_version) answered
+    # other prompts (BFCL's entries are not sorted): refused by a rerun before a model loads, and by --score-only
+    for category in ("simple_python", "irrelevance"):
+        path = out / category / "predictions.jsonl"
+        path.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "prompt_version"}) + "\n"
+                                for x in path.read_text().splitlines()))
+    monkeypatch.setattr(bfcl, "load_generator", lambda *a, **k: pytest.fail("a model loaded"))
+    stale = r"changed since they were generated .*: simple_python \(2\), irrelevance \(2\); delete those"
+    with pytest.raises(UserError, match=stale):
+        bfcl.main(argv)
+    with pytest.raises(UserError, match=stale):
+        bfcl.main(["--score-only", "--out", str(out)])

@@ -373,6 +373,31 @@ def test_fallback_chatml_prompt_holds_the_tools_and_opens_the_answer(name):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_a_prompt_is_the_same_whatever_order_the_tools_keys_come_in(name):
+    # A BFCL entry normalised in memory lists `required` before `type` and `properties`; the
+    # same entry stored by a data build (datacard.to_row) and read back (sources.from_row) has
+    # every key sorted. The model must see one prompt for both, as in training (LOG.md,
+    # 2026-12-01, session 21: the masking recipe wrote "required" as an argument name).
+    from common.bfcl_data import entry_to_sample
+    from common.data.datacard import to_row
+    from common.sources import from_row
+    entry = {"id": "simple_python_1", "question": [[{"role": "user", "content": "Factorial of 5?"}]],
+             "function": [{"name": "math.factorial", "description": "Calculate the factorial.",
+                           "parameters": {"type": "dict", "properties": {
+                               "number": {"type": "integer", "description": "The number."},
+                               "base": {"type": "float", "description": "Unused."}},
+                               "required": ["number"]}}],
+             "ground_truth": [{"math.factorial": {"number": [5]}}]}
+    in_memory = entry_to_sample(entry, "simple_python")
+    stored = from_row(json.loads(json.dumps(to_row(in_memory, 0))))
+    assert json.dumps(in_memory.tools) != json.dumps(stored.tools)  # the orders do differ
+    fmt = get_format(name)
+    assert fmt.system_prompt(in_memory.tools) == fmt.system_prompt(stored.tools)
+    assert (fmt.render_prompt(in_memory.tools, in_memory.messages, tokenizer=None)
+            == fmt.render_prompt(stored.tools, stored.messages, tokenizer=None))
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_plain_messages_fold_calls_and_results_into_turns(name):
     fmt = get_format(name)
     messages = [{"role": "system", "content": "Be brief."},

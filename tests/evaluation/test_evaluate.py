@@ -84,6 +84,35 @@ def test_rerun_with_other_generation_settings_is_refused(tmp_path, tok, gold):
         ev.evaluate(params(tmp_path, backend="gold", limit=2, max_new_tokens=32), model_and_tokenizer=(None, tok))
 
 
+def test_answers_to_prompts_that_have_changed_since_are_refused(tmp_path, tok, gold):
+    from common.formats.base import PROMPT_VERSION
+    suite = ev.load_data("suite:everyday_tools", limit=2)  # tools in their source's key order
+    stored = tmp_path / "stored.jsonl"  # the same samples as a data build keeps them: keys sorted
+    stored.write_text("".join(json.dumps(s.model_dump(), sort_keys=True) + "\n" for s in suite))
+    for data, out in (("suite:everyday_tools", "suite"), (str(stored), "stored")):
+        samples = ev.load_data(data, limit=2)
+        gold("hermes", samples)
+        p = params(tmp_path, backend="gold", limit=2, data=data, out=str(tmp_path / out))
+        ev.evaluate(p, model_and_tokenizer=(None, tok))
+        pred = tmp_path / out / "predictions.jsonl"
+        rows = [json.loads(line) for line in pred.read_text().splitlines()]
+        assert {r["prompt_version"] for r in rows} == {PROMPT_VERSION}
+        assert json.loads((tmp_path / out / "results.json").read_text())["prompt_version"] == PROMPT_VERSION
+        # as recorded before prompts listed a tool's keys sorted (no prompt_version: version 1)
+        pred.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "prompt_version"}) + "\n"
+                                for r in rows))
+        GoldBackend.calls = 0
+        if out == "suite":  # the suite's prompts changed: its old answers are not this prompt's
+            with pytest.raises(UserError, match="holds 2 answers to prompts that have changed"):
+                ev.evaluate(p, model_and_tokenizer=(None, tok))
+            with pytest.raises(UserError, match="holds 2 answers to prompts that have changed"):
+                ev.score(tmp_path / out)  # --score-only: not rescored either
+        else:  # sorted already: the same prompt then and now, so the record stands, scored as version 1's
+            again = ev.evaluate(p, model_and_tokenizer=(None, tok))
+            assert again["n_samples"] == 2 and again["prompt_version"] == 1
+        assert GoldBackend.calls == 0
+
+
 def test_real_tiny_model_end_to_end_writes_every_file(tmp_path):
     results = ev.evaluate(params(tmp_path, limit=3, batch_size=2, max_new_tokens=4, latency_requests=2,
                                  dtype="float32"))

@@ -44,3 +44,22 @@ def test_runs_of_other_data_are_refused(tmp_path, tok, gold):
         parity(tmp_path / "a", tmp_path / "b")
     with pytest.raises(UserError, match="no finished evaluation"):
         parity(tmp_path / "a", tmp_path / "missing")
+
+
+def test_runs_that_answered_different_prompts_are_refused(tmp_path, tok, gold):
+    # b's answers recorded before prompts listed a tool's keys sorted (no prompt_version): the
+    # suite's tools come unsorted, so b answered other prompts; a data build's, sorted, the same ones
+    suite = ev.load_data("suite:everyday_tools", limit=4)
+    stored = tmp_path / "stored.jsonl"
+    stored.write_text("".join(json.dumps(s.model_dump(), sort_keys=True) + "\n" for s in suite))
+    for data, where in (("suite:everyday_tools", tmp_path / "suite"), (str(stored), tmp_path / "stored")):
+        gold("hermes", ev.load_data(data, limit=4))
+        for name in ("a", "b"):
+            ev.evaluate(params(tmp_path, backend="gold", limit=4, data=data, out=str(where / name)),
+                        model_and_tokenizer=(None, tok))
+        path = where / "b" / "predictions.jsonl"
+        path.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "prompt_version"}) + "\n"
+                                for x in path.read_text().splitlines()))
+    with pytest.raises(UserError, match="answered different prompts for 4 samples"):
+        parity(tmp_path / "suite" / "a", tmp_path / "suite" / "b")
+    assert parity(tmp_path / "stored" / "a", tmp_path / "stored" / "b")["same_text"] == 1.0

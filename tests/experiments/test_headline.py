@@ -9,6 +9,7 @@ import yaml
 
 from common.data.build import DataParams
 from common.experiments import headline
+from common.formats.base import PROMPT_VERSION
 from common.params import ParamsError, load_params
 from common.provenance import ROOT
 
@@ -272,7 +273,7 @@ def test_the_gemma_recipe_shares_the_data_and_names_its_own_target(tmp_path):
     r = _recipe_results("full", "a" * 64)
     per = {c: {"bfcl_accuracy": 0.7} for c in ("simple_python", "multiple", "parallel", "parallel_multiple",
                                                "irrelevance")}
-    r["bfcl"] = {"dir": "reports/x/bfcl", "agreement": 1.0, "per_category": per}
+    r["bfcl"] = {"dir": "reports/x/bfcl", "agreement": 1.0, "per_category": per, "prompt_version": PROMPT_VERSION}
     r["params"] = {"target": "Granite-4.0-350M"}
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "results.json").write_text(json.dumps(r))
@@ -358,12 +359,29 @@ def test_a_bfcl_record_made_before_the_format_was_resolved_is_read_by_the_format
         records.rescore_bfcl(dest, planned.model_copy(update={"format": "pythonic"}))
 
 
+def test_a_bfcl_record_of_prompts_that_have_changed_since_is_refused_not_rescored(tmp_path):
+    # BFCL's committed answers before session 21 were prompted with a tool's keys in BFCL's order;
+    # prompts now list them sorted, so those answers belong to another prompt (BFCL's scoring refuses them)
+    from common.bfcl.params import BFCLParams
+    from common.experiments import headline_records as records
+    dest = tmp_path / "full" / "bfcl"
+    _evaluation_folder(dest / "simple_python", {"format": "hermes"}, ids=("simple_python_0", "simple_python_1"))
+    planned = BFCLParams(model="tiny-random-llama", format="hermes", categories=["simple_python"], limit=2,
+                         call_gate="none", max_new_tokens=8, out=str(dest))
+    (dest / "params.json").write_text(json.dumps(planned.model_dump()))
+    with pytest.raises(records.UserError, match=r"changed since they were generated .*: simple_python \(2\); "
+                                                "delete that category folder"):
+        records.rescore_bfcl(dest, planned)
+
+
 def test_the_report_says_where_each_recipes_bfcl_errors_are(tmp_path):
-    def bfcl(errors):
+    from common.experiments.headline_report import OLD_PROMPTS_NOTE
+
+    def bfcl(errors, **version):
         return {"dir": "x", "agreement": 1.0, "per_category": {"simple_python": {
-            "n": 10, "bfcl_accuracy": 0.4, "agreement": 1.0, "bfcl_error_types": errors}}}
+            "n": 10, "bfcl_accuracy": 0.4, "agreement": 1.0, "bfcl_error_types": errors}}, **version}
     full = {**_recipe_results("full", "a" * 64), "bfcl": bfcl(
-        {"ast_decoder:decoder_failed": 3, "value_error:string": 2, "type_error:simple": 1})}
+        {"ast_decoder:decoder_failed": 3, "value_error:string": 2, "type_error:simple": 1}, prompt_version=PROMPT_VERSION)}
     gated = {"gate": {"threshold": 0.9, "target_no_call_accuracy": 0.8}, "evals": {}, "paired": {},
              "bfcl": bfcl({"ast_decoder:decoder_failed": 6})}
     other = {**_recipe_results("other", "a" * 64), "gated": gated, "bfcl": bfcl(
@@ -378,6 +396,11 @@ def test_the_report_says_where_each_recipes_bfcl_errors_are(tmp_path):
     assert rows == [
         "| m + recipe `full` (headline) | simple_python | 6 | no call could be read from the answer: 50.0%; "
         "a string argument's value: 33.3%; an argument of another Python type (15.0 for an int, 5 for a float): 16.7% |",
-        # two BFCL types that say the same are added up; an unknown one is shown as BFCL names it
-        "| m + recipe `other` | simple_python | 4 | no call (or several) where one was needed: 50.0%; "
+        # two BFCL types that say the same are added up; an unknown one is shown as BFCL names it;
+        # `other` answered BFCL before prompts listed a tool's keys sorted (no prompt_version recorded): marked
+        "| m + recipe `other` ‡ | simple_python | 4 | no call (or several) where one was needed: 50.0%; "
         "some_new_checker:kind: 50.0% |"]
+    # marked wherever its BFCL numbers are, with the note under each of the three tables; the headline is not
+    assert "| m + recipe `other`, call gate chosen on dev (P(call) ≥ 0.900: dev no-call accuracy ≥ 80.0%) ‡ |" in text
+    assert "| `other` ‡ |" in text and "| `other` + gate ‡ |" in text and "| `full` |" in text
+    assert text.count(OLD_PROMPTS_NOTE) == 3 and "(headline) ‡" not in text

@@ -20,12 +20,15 @@ from common.evaluation.metrics import (
     latency_summary,
     proportion_ci,
 )
+from common.errors import UserError
 from common.evaluation.report import engine_text
-from common.evaluation.runner import PREDICTION_KEYS
+from common.evaluation.runner import PREDICTION_KEYS, stale_answers
 from common.evaluation.runner import score as score_evaluation
-from common.jsonio import read_jsonl, write_json, write_jsonl
+from common.formats.base import PROMPT_VERSION
+from common.jsonio import read_jsonl, restore, write_json, write_jsonl
 from common.markdown import pct
 from common.provenance import provenance
+from common.sources import BFCL_PREFIX, load_data
 
 
 def reference_cases(category: str, verdict_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -73,11 +76,31 @@ def leaderboard(per_category: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def refuse_stale_categories(out: str | Path, categories: list[str], limit: int | None) -> None:
+    """One error for every category of a BFCL run in `out` that holds answers to prompts that have
+    changed since they were generated, before anything loads or is scored (`runner.score`
+    refuses them too, one folder at a time)."""
+    stale = {}
+    for category in categories:
+        path = Path(out) / category / "predictions.jsonl"
+        restore(path)
+        rows = read_jsonl(path, PREDICTION_KEYS)
+        if rows and (ids := stale_answers(rows, load_data(f"{BFCL_PREFIX}{category}", limit))):
+            stale[category] = len(ids)
+    if stale:
+        listed = ", ".join(f"{c} ({n})" for c, n in stale.items())
+        raise UserError(f"{out} holds answers to prompts that have changed since they were generated "
+                        f"(prompt_version {PROMPT_VERSION}: a tool's keys are now listed sorted): {listed}; "
+                        f"delete {'that category folder' if len(stale) == 1 else 'those category folders'} "
+                        "(or the whole folder) to generate them again (git keeps the old ones)")
+
+
 def score(out: str | Path) -> dict[str, Any]:
     """The project's and BFCL's verdicts on every category in `out`, their agreement, the
     leaderboard's aggregates and the SLM paper's metrics into results.json and README.md."""
     out = Path(out)
     params = BFCLParams.model_validate(json.loads((out / "params.json").read_text()))
+    refuse_stale_categories(out, params.categories, params.limit)
     project_rows, cases, runs, p_call = {}, [], {}, {}
     for category in params.categories:
         folder = out / category
@@ -128,6 +151,7 @@ def score(out: str | Path) -> dict[str, Any]:
         "format": first["format"], "data": "bfcl:" + ",".join(params.categories), "n_samples": len(agreed_all),
         "seed": params.seed, "params": params.model_dump(), "command": command_line(params),
         "generation": first.get("generation"),
+        "prompt_version": min(r.get("prompt_version", 1) for r in runs.values()),
         "metrics": metrics | {"bfcl": {
             "per_category": per_category, "leaderboard": leaderboard(per_category),
             "accuracy_all_samples": share(agreed_all, "bfcl_valid"),

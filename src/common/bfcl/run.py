@@ -31,7 +31,7 @@ from typing import Any
 
 from common import bfcl_data
 from common.bfcl.params import BFCLParams
-from common.bfcl.report import score
+from common.bfcl.report import refuse_stale_categories, score
 from common.engines import load_generator
 from common.errors import ArgumentParser, cli
 from common.evaluation.params import EvalParams, GenerationSpec
@@ -89,6 +89,7 @@ def generate(params: BFCLParams, model_and_tokenizer: tuple[Any, Any] | None = N
     """Every category's predictions and project verdicts (resumable). `params.json`, which
     `score` reads, is written once every category has been generated (the last such run's)."""
     check_held_out(params)
+    refuse_stale_categories(params.out, params.categories, params.limit)  # before a model loads
     for category in params.categories:
         eval_params = category_params(params, category)
         if model_and_tokenizer is None and not _finished(eval_params):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ArgumentParser, UserError, cli
+from common.formats.base import PROMPT_VERSION, prompt_unchanged
 from common.jsonio import read_json, read_jsonl, write_json
 from common.markdown import pct
 
@@ -33,6 +34,24 @@ def _run(folder: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[
     return results, predictions, verdicts
 
 
+def check_same_prompts(results: dict[str, Any], ref_pred: dict[str, dict[str, Any]],
+                       oth_pred: dict[str, dict[str, Any]], ids: list[str]) -> None:
+    """Both runs answered the same prompts: where their answers were generated at different prompt
+    versions (`formats.base.PROMPT_VERSION`), only samples whose prompt did not change between them
+    (every data build's) compare; the samples are loaded only then."""
+    versions = {i: sorted({ref_pred[i].get("prompt_version", 1), oth_pred[i].get("prompt_version", 1)}) for i in ids}
+    differ = {i: v[0] for i, v in versions.items() if len(v) > 1}
+    if not differ:
+        return
+    from common.sources import load_data  # only for runs generated at different prompt versions
+    tools = {s.id: s.tools for s in load_data(results["params"]["data"], results["params"].get("limit"))}
+    changed = sorted(i for i, v in differ.items() if i not in tools or not prompt_unchanged(v, tools[i]))
+    if changed:
+        raise UserError(f"the runs answered different prompts for {len(changed)} samples (e.g. {changed[:3]}): one was "
+                        f"generated before prompt_version {PROMPT_VERSION} (a tool's keys listed sorted); "
+                        "generate the older run again and compare those")
+
+
 def parity(reference: str | Path, other: str | Path) -> dict[str, Any]:
     ref_results, ref_pred, ref_ver = _run(Path(reference))
     oth_results, oth_pred, oth_ver = _run(Path(other))
@@ -43,6 +62,7 @@ def parity(reference: str | Path, other: str | Path) -> dict[str, Any]:
     ids = [i for i in ref_ver if i in oth_ver]
     if not ids or len(ids) != len(ref_ver) or len(ids) != len(oth_ver):
         raise UserError(f"the runs hold different samples ({len(ref_ver)} and {len(oth_ver)}, {len(ids)} shared)")
+    check_same_prompts(ref_results, ref_pred, oth_pred, ids)
     changed, p_diff = [], []
     for i in ids:
         a, b = ref_ver[i], oth_ver[i]

@@ -38,6 +38,7 @@ from common.evaluation.metrics import call_decision, compute_metrics, latency_su
 from common.evaluation.params import GENERATION_KEYS, SCORING_KEYS, EvalParams
 from common.evaluation.report import summary_table
 from common.formats import get_format
+from common.formats.base import PROMPT_VERSION, prompt_unchanged
 from common.jsonio import (
     append_jsonl,
     exclusive,
@@ -118,6 +119,22 @@ def check_predictions(out: Path, settings: dict[str, Any], recorded: dict[str, A
                             "Use another --out (or --run), or delete that folder to start over.")
 
 
+def stale_answers(rows: list[dict[str, Any]], samples: list[Sample]) -> list[str]:
+    """The ids of recorded answers whose sample is prompted differently now than when they were
+    generated (`formats.base.PROMPT_VERSION`): those answers belong to another prompt."""
+    by_id = {s.id: s for s in samples}
+    return sorted({r["id"] for r in rows if r["id"] in by_id
+                   and not prompt_unchanged(r.get("prompt_version", 1), by_id[r["id"]].tools)})
+
+
+def refuse_stale(out: Path, rows: list[dict[str, Any]], samples: list[Sample]) -> None:
+    stale = stale_answers(rows, samples)
+    if stale:
+        raise UserError(f"{portable_path(out)} holds {len(stale)} answers to prompts that have changed since they "
+                        f"were generated (prompt_version {PROMPT_VERSION}: a tool's keys are now listed sorted; e.g. "
+                        f"{', '.join(stale[:3])}); delete that folder to generate them again (git keeps the old ones)")
+
+
 def start_run_record(out: Path, params: EvalParams, settings: dict[str, Any], fresh: bool) -> dict[str, Any]:
     """run.json for this invocation. A folder with no predictions and no timed requests starts
     afresh whatever its run.json says (a committed record, a failed start); otherwise its
@@ -159,10 +176,12 @@ def reused_answers(params: EvalParams, samples: list[Sample], done: set[str],
     kept = []
     for s in samples:
         r = rows.get(s.id)
-        if s.id in done or r is None or r.get("p_call") is None or r.get("first_call") is None:
+        if s.id in done or r is None or r.get("p_call") is None or r.get("first_call") is None \
+                or not prompt_unchanged(r.get("prompt_version", 1), s.tools):  # answered another prompt
             continue
         if (r["p_call"] >= gate) == r["first_call"]:
-            kept.append({**r, "settings": settings, "reused_from": portable_path(source)})
+            kept.append({**r, "settings": settings, "prompt_version": PROMPT_VERSION,
+                         "reused_from": portable_path(source)})
     return kept
 
 
@@ -178,8 +197,8 @@ def generate_predictions(backend: Backend, prompts: dict[str, str], path: Path, 
         for start in range(0, len(todo), batch_size):
             ids = todo[start:start + batch_size]
             gens = backend.generate([prompts[i] for i in ids])
-            append_jsonl(path, ({"id": i, **asdict(g), "batch_size": len(ids), "settings": settings}
-                                for i, g in zip(ids, gens)))
+            append_jsonl(path, ({"id": i, **asdict(g), "batch_size": len(ids), "settings": settings,
+                                 "prompt_version": PROMPT_VERSION} for i, g in zip(ids, gens)))
             bar.update(len(ids))
             checkpoint(len(ids))
 
@@ -192,7 +211,8 @@ def measure_latency(backend: Backend, prompts: dict[str, str], ids: list[str], p
         g = backend.generate([prompts[i]])[0]
         append_jsonl(path, [{"id": i, "seconds": g.seconds, "new_tokens": g.new_tokens,
                              "prompt_tokens": g.prompt_tokens, "text": g.text,
-                             "same_text_as_batched": g.text == batched[i]["text"], "settings": settings}])
+                             "same_text_as_batched": g.text == batched[i]["text"], "settings": settings,
+                             "prompt_version": PROMPT_VERSION}])
         checkpoint(1)
 
 
@@ -214,7 +234,8 @@ def score(out: str | Path, samples: list[Sample] | None = None,
 
     `overrides` may change the scoring parameters (SCORING_KEYS) of a finished run.
     Timings are those of every invocation that generated into `out`, added up. Reads the
-    predictions and never writes to them.
+    predictions and never writes to them; answers to prompts that have changed since they were
+    generated (`formats.base.PROMPT_VERSION`) are refused, not scored.
     """
     out = Path(out)
     if not (out / "run.json").is_file():
@@ -233,6 +254,7 @@ def score(out: str | Path, samples: list[Sample] | None = None,
     found = read_checked(out / "predictions.jsonl", PREDICTION_KEYS)
     latency_rows = read_jsonl(out / "latency.jsonl", LATENCY_KEYS)
     check_predictions(out, portable(run["generation"]), run["generation"], found.rows + latency_rows)
+    refuse_stale(out, found.rows + latency_rows, samples)  # --score-only and every rescoring path too
     predictions: dict[str, dict[str, Any]] = {}
     for r in found.rows:
         predictions.setdefault(r["id"], r)
@@ -262,6 +284,8 @@ def score(out: str | Path, samples: list[Sample] | None = None,
         "experiment": params.experiment, "run": params.run, "model": params.model,
         "adapter": params.adapter, "format": params.format, "data": params.data, "n_samples": len(samples),
         "seed": params.seed, "params": params.model_dump(), "generation": run.get("backend"),
+        # the oldest prompt rendering among the answers judged (`formats.base.PROMPT_VERSION`)
+        "prompt_version": min(predictions[s.id].get("prompt_version", 1) for s in samples) if samples else PROMPT_VERSION,
         "metrics": metrics, "throughput": throughput([predictions[s.id] for s in samples]),
         "latency_mode": {"batch_size": 1, "requests": len(latency),
                          "same_text_as_batched": sum(r["same_text_as_batched"] for r in latency)},
@@ -299,6 +323,7 @@ def _evaluate(params: EvalParams, samples: list[Sample], model_and_tokenizer: tu
     legacy = any("settings" not in r for r in predicted + timed_rows) and (out / "run.json").is_file()
     recorded = read_json(out / "run.json", "run record").get("generation") if legacy else None
     check_predictions(out, settings, recorded, predicted + timed_rows)
+    refuse_stale(out, predicted + timed_rows, samples)
     done = {r["id"] for r in predicted}
     copied = reused_answers(params, samples, done, settings) if params.reuse else []  # checked before writing
     run = start_run_record(out, params, settings, fresh=not predicted and not timed_rows)

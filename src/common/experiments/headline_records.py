@@ -81,7 +81,7 @@ def rescore(dest: Path, planned: EvalParams, spec: str) -> None:
     run = read_json(dest / "run.json", "run record")
     check_record(dest, {**drop(run["generation"], MACHINE_KEYS), "limit": run["params"]["limit"]},
                  {**drop(generation_settings(planned), MACHINE_KEYS), "limit": planned.limit})
-    score(dest, load_data(spec, planned.limit))
+    score(dest, load_data(spec, planned.limit))  # restores the archive; refuses answers to changed prompts
 
 
 def rescore_bfcl(dest: Path, planned: BFCLParams) -> None:
@@ -92,7 +92,7 @@ def rescore_bfcl(dest: Path, planned: BFCLParams) -> None:
                for c in had["categories"]}
         had["format"] = ran.pop() if len(ran) == 1 else sorted(ran)
     check_record(dest, {k: had.get(k) for k in BFCL_KEYS}, {k: getattr(planned, k) for k in BFCL_KEYS})
-    bfcl_score(dest)
+    bfcl_score(dest)  # each category through runner.score: restored, answers to changed prompts refused
 
 
 def weights_sha256(run: Path) -> str:

@@ -13,6 +13,7 @@ from common import bfcl_data
 from common.evaluation.checker import Verdict
 from common.evaluation.metrics import head_to_head, paired_difference
 from common.experiments.compare import results_of
+from common.formats.base import PROMPT_VERSION
 from common.jsonio import write_json
 from common.markdown import pct
 from common.provenance import local_path, shown
@@ -96,7 +97,20 @@ def bfcl_summary(folder: Path) -> dict[str, Any]:
             "per_category": {c: {k: d.get(k) for k in ("n", "bfcl_accuracy", "bfcl_accuracy_ci95", "project_accuracy",
                                                          "agreement", "parse_valid_no_call", "bfcl_error_types")}
                              for c, d in b["per_category"].items()},
-            "decision": res["metrics"].get("decision"), "max_new_tokens": res["params"].get("max_new_tokens")}
+            "decision": res["metrics"].get("decision"), "max_new_tokens": res["params"].get("max_new_tokens"),
+            "prompt_version": res.get("prompt_version", 1)}  # results scored before it was recorded: version 1
+
+
+#: The mark of a BFCL row answered before prompts listed a tool's keys sorted, and its note.
+OLD_PROMPTS = " ‡"
+OLD_PROMPTS_NOTE = ("‡ BFCL answered with the prompts of before session 21 (`prompt_version` 1): a tool's keys in "
+                    "BFCL's order, `required` before `properties`, an order no training prompt had; kept as measured "
+                    "(LOG.md, 2026-12-01), until that model runs on BFCL again.")
+
+
+def old_prompts(bfcl: dict[str, Any] | None) -> str:
+    """The mark of a BFCL summary answered at an older prompt version ('' for none or the current one)."""
+    return OLD_PROMPTS if bfcl and bfcl.get("prompt_version", 1) < PROMPT_VERSION else ""
 
 
 # -- the report ----------------------------------------------------------------------
@@ -121,12 +135,13 @@ def bfcl_rows(found: dict[str, dict[str, Any]], headline: str, untrained: dict[s
               model: str, gated: bool = True) -> list[tuple[str, dict[str, Any]]]:
     """(row name, BFCL summary) of the untrained model, the headline and every other recipe, plain
     and (with `gated`) with the call gate chosen on dev."""
-    rows = [(f"{model}, untrained", untrained)] if untrained else []
+    rows = [(f"{model}, untrained{old_prompts(untrained)}", untrained)] if untrained else []
     for n, r in sorted(found.items(), key=lambda kv: (kv[0] != headline, kv[0])):
         name = f"{r['model']} + recipe `{n}`" + (" (headline)" if n == headline else "")
-        rows += [(name, r["bfcl"])] if r.get("bfcl") else []
+        rows += [(name + old_prompts(r["bfcl"]), r["bfcl"])] if r.get("bfcl") else []
         if gated and (r.get("gated") or {}).get("bfcl"):
-            rows.append((f"{name}, call gate chosen on dev ({gate_text(r['gated']['gate'])})", r["gated"]["bfcl"]))
+            rows.append((f"{name}, call gate chosen on dev ({gate_text(r['gated']['gate'])}){old_prompts(r['gated']['bfcl'])}",
+                         r["gated"]["bfcl"]))
     return rows
 
 
@@ -145,6 +160,8 @@ def bfcl_table(found: dict[str, dict[str, Any]], headline: str, untrained: dict[
                                                        bar[c] if "recipe" in name else None) for c in cats)
                      + f" | {_cell((per.get('irrelevance') or {}).get('parse_valid_no_call'))}"
                      + f" | {pct(b['agreement'])} | this repository, `{b['dir']}` |")
+    if any(OLD_PROMPTS in name for name, _ in bfcl_rows(found, headline, untrained, model)):
+        lines += ["", OLD_PROMPTS_NOTE]
     return lines
 
 
@@ -275,6 +292,7 @@ def write_report(report: Path, headline: str, target: str | None = None) -> Path
             what = f"the same adapter, call gate chosen on dev ({gate_text(r['gated']['gate'])}; dev: in-sample)"
             variants.append((f"`{name}` + gate{dagger}", what, r["gated"]["evals"], r["gated"]["bfcl"], "n/a"))
         for label, what, evals, bfcl, vs in variants:
+            label += old_prompts(bfcl)
             dev = evals.get("dev") or {}
             per = (bfcl or {}).get("per_category") or {}
             lines.append(f"| {label} | {what} | {r['train']['data']['train']['sequences']} | "
@@ -284,13 +302,15 @@ def write_report(report: Path, headline: str, target: str | None = None) -> Path
                                       for c in bfcl_data.BENCHMARK_CATEGORIES) + " |")
     if marked:
         lines += ["", "† trained on another build of its data than the one its folder names (see its results.json)."]
+    if any(old_prompts(b) for r in found.values() for b in (r.get("bfcl"), (r.get("gated") or {}).get("bfcl"))):
+        lines += ["", OLD_PROMPTS_NOTE]
     plain = bfcl_rows(found, headline, None, model, gated=False)
     if plain:
         lines += ["", "## Where the BFCL errors are", "",
                   ("Each recipe's wrong answers on BFCL (plain decoding), by BFCL's own error type, the three "
                    "commonest per category: what limits the recipe there. An answer no call could be read from "
                    "is a format failure (malformed output, or prose where a call was needed)."), "",
-                  *error_rows(plain)]
+                  *error_rows(plain), *(["", OLD_PROMPTS_NOTE] if any(OLD_PROMPTS in n for n, _ in plain) else [])]
     lines += ["", "## Commands", "", *(f"- `{r['command']}`" for r in found.values()), ""]
     path = report / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)

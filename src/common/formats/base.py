@@ -227,7 +227,7 @@ class ToolCallFormat(ABC):
         """The prompt text, ending where the assistant's answer begins."""
         if tokenizer is not None and self.uses_native_template(tokenizer):
             return tokenizer.apply_chat_template(
-                [normalize_message(m) for m in messages], tools=[normalize_tool(t) for t in tools],
+                [normalize_message(m) for m in messages], tools=[canonical_tool(t) for t in tools],
                 tokenize=False, add_generation_prompt=True)
         plain = self.plain_messages(tools, messages)
         if tokenizer is not None and getattr(tokenizer, "chat_template", None):
@@ -286,9 +286,48 @@ def fallback_template(messages: list[dict[str, str]], tokenizer: Any = None) -> 
     return f"{bos}{turns}{start}{roles['assistant']}\n"
 
 
+#: How prompts are rendered; every prediction records the version its prompt had
+#: (`prompt_version`; a record without one is version 1). 1: a tool's keys in its source's order;
+#: 2 (session 21): the keys inside a tool's function sorted (`canonical_tool`).
+PROMPT_VERSION = 2
+
+
+def prompt_unchanged(version: int, tools: list[dict[str, Any]]) -> bool:
+    """Whether a prompt rendered at `version` for these tools is the one rendered now. From 1 to 2
+    only the key order changed, so a sample whose tools were already sorted (every data build's)
+    has the same prompt; one whose tools came in another order (BFCL entries, the suites) has not.
+    Conservative for formats whose declarations were sorted before (functiongemma): such a record
+    is generated again rather than trusted."""
+    if version >= PROMPT_VERSION:
+        return True
+    return all(json.dumps(normalize_tool(t)) == json.dumps(canonical_tool(t)) for t in tools)
+
+
+def canonical_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """The tool as `normalize_tool` gives it, every object's keys inside the function sorted.
+
+    A prompt depends on a tool's content, never on the key order its source happened to use.
+    The data builds store every tool with sorted keys (datacard.to_row), so every training, dev
+    and held-out prompt lists them sorted; a schema normalised in memory (a BFCL entry puts
+    `required` before `type` and `properties`) would otherwise reach the model in an order it
+    never saw in training, and a small model copies the first keys it meets as argument names
+    (LOG.md, 2026-12-01, session 21). Chat templates keep a dict's order (`tojson`), so the
+    native-template path gets these sorted dicts too. The wrapper stays `{"type", "function"}`,
+    in `normalize_tool`'s order, as every prompt has always had it."""
+    return {"type": "function", "function": _sorted_keys(normalize_tool(tool)["function"])}
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
+
+
 def tools_as_json(tools: list[dict[str, Any]]) -> str:
-    """One JSON tool per line, as Hermes-style system prompts list them."""
-    return "\n".join(json.dumps(normalize_tool(t), ensure_ascii=False) for t in tools)
+    """One JSON tool per line, as Hermes-style system prompts list them (keys sorted: `canonical_tool`)."""
+    return "\n".join(json.dumps(canonical_tool(t), ensure_ascii=False) for t in tools)
 
 
 def property_types(tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
