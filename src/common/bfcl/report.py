@@ -27,7 +27,7 @@ from common.evaluation.runner import score as score_evaluation
 from common.formats.base import PROMPT_VERSION
 from common.jsonio import read_jsonl, restore, write_json, write_jsonl
 from common.markdown import pct
-from common.provenance import provenance
+from common.provenance import provenance, shown
 from common.sources import BFCL_PREFIX, load_data
 
 
@@ -89,7 +89,7 @@ def refuse_stale_categories(out: str | Path, categories: list[str], limit: int |
             stale[category] = len(ids)
     if stale:
         listed = ", ".join(f"{c} ({n})" for c, n in stale.items())
-        raise UserError(f"{out} holds answers to prompts that have changed since they were generated "
+        raise UserError(f"{shown(out)} holds answers to prompts that have changed since they were generated "
                         f"(prompt_version {PROMPT_VERSION}: a tool's keys are now listed sorted): {listed}; "
                         f"delete {'that category folder' if len(stale) == 1 else 'those category folders'} "
                         "(or the whole folder) to generate them again (git keeps the old ones)")
