@@ -1,6 +1,7 @@
 """A backend that answers with each sample's expected completion, and the evaluation
 parameters the tests share (the fixtures `tok` and `gold` are in conftest.py)."""
 
+import json
 import time
 
 from common.backends import Backend, Generation
@@ -35,3 +36,11 @@ class GoldBackend(Backend):
 def params(tmp_path, **kw):
     base = dict(model="tiny-random-llama", out=str(tmp_path / "run"), latency_requests=0, wandb="disabled")
     return ev.EvalParams(**(base | kw))
+
+
+def recorded_before_prompt_versions(predictions):
+    """A predictions.jsonl rewritten as answers were recorded before they carried `prompt_version`
+    (what the runner reads as version 1: a tool's keys in their source's order)."""
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    predictions.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "prompt_version"}) + "\n"
+                                   for r in rows))

@@ -4,6 +4,7 @@ real entries of the wheel's data, on every entry's answer, and end to end."""
 import json
 
 import pytest
+from evaluation_helpers import recorded_before_prompt_versions
 
 from common import bfcl_data
 from common.bfcl import params as bfcl_params
@@ -255,9 +256,7 @@ def test_the_cli_generates_resumes_and_scores_with_a_tiny_model(tmp_path, monkey
     # answers recorded before prompts listed a tool's keys sorted (no prompt_version) answered
     # other prompts (BFCL's entries are not sorted): refused by a rerun before a model loads, and by --score-only
     for category in ("simple_python", "irrelevance"):
-        path = out / category / "predictions.jsonl"
-        path.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "prompt_version"}) + "\n"
-                                for x in path.read_text().splitlines()))
+        recorded_before_prompt_versions(out / category / "predictions.jsonl")
     monkeypatch.setattr(bfcl, "load_generator", lambda *a, **k: pytest.fail("a model loaded"))
     stale = r"changed since they were generated .*: simple_python \(2\), irrelevance \(2\); delete those"
     with pytest.raises(UserError, match=stale):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from evaluation_helpers import GoldBackend, params
+from evaluation_helpers import GoldBackend, params, recorded_before_prompt_versions
 
 from common.errors import UserError
 from common.evaluation import runner as ev
@@ -98,9 +98,7 @@ def test_answers_to_prompts_that_have_changed_since_are_refused(tmp_path, tok, g
         rows = [json.loads(line) for line in pred.read_text().splitlines()]
         assert {r["prompt_version"] for r in rows} == {PROMPT_VERSION}
         assert json.loads((tmp_path / out / "results.json").read_text())["prompt_version"] == PROMPT_VERSION
-        # as recorded before prompts listed a tool's keys sorted (no prompt_version: version 1)
-        pred.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "prompt_version"}) + "\n"
-                                for r in rows))
+        recorded_before_prompt_versions(pred)  # as recorded before prompts listed a tool's keys sorted
         GoldBackend.calls = 0
         if out == "suite":  # the suite's prompts changed: its old answers are not this prompt's
             with pytest.raises(UserError, match="holds 2 answers to prompts that have changed"):

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from evaluation_helpers import params
+from evaluation_helpers import params, recorded_before_prompt_versions
 
 from common.errors import UserError
 from common.evaluation import runner as ev
@@ -57,9 +57,7 @@ def test_runs_that_answered_different_prompts_are_refused(tmp_path, tok, gold):
         for name in ("a", "b"):
             ev.evaluate(params(tmp_path, backend="gold", limit=4, data=data, out=str(where / name)),
                         model_and_tokenizer=(None, tok))
-        path = where / "b" / "predictions.jsonl"
-        path.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "prompt_version"}) + "\n"
-                                for x in path.read_text().splitlines()))
+        recorded_before_prompt_versions(where / "b" / "predictions.jsonl")
     with pytest.raises(UserError, match="answered different prompts for 4 samples"):
         parity(tmp_path / "suite" / "a", tmp_path / "suite" / "b")
     assert parity(tmp_path / "stored" / "a", tmp_path / "stored" / "b")["same_text"] == 1.0

@@ -151,7 +151,7 @@ def score(out: str | Path) -> dict[str, Any]:
         "format": first["format"], "data": "bfcl:" + ",".join(params.categories), "n_samples": len(agreed_all),
         "seed": params.seed, "params": params.model_dump(), "command": command_line(params),
         "generation": first.get("generation"),
-        "prompt_version": min(r.get("prompt_version", 1) for r in runs.values()),
+        "prompt_version": min(r["prompt_version"] for r in runs.values()),  # each category just scored
         "metrics": metrics | {"bfcl": {
             "per_category": per_category, "leaderboard": leaderboard(per_category),
             "accuracy_all_samples": share(agreed_all, "bfcl_valid"),

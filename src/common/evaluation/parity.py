@@ -39,8 +39,8 @@ def check_same_prompts(results: dict[str, Any], ref_pred: dict[str, dict[str, An
     """Both runs answered the same prompts: where their answers were generated at different prompt
     versions (`formats.base.PROMPT_VERSION`), only samples whose prompt did not change between them
     (every data build's) compare; the samples are loaded only then."""
-    versions = {i: sorted({ref_pred[i].get("prompt_version", 1), oth_pred[i].get("prompt_version", 1)}) for i in ids}
-    differ = {i: v[0] for i, v in versions.items() if len(v) > 1}
+    versions = {i: (ref_pred[i].get("prompt_version", 1), oth_pred[i].get("prompt_version", 1)) for i in ids}
+    differ = {i: min(v) for i, v in versions.items() if v[0] != v[1]}  # the older of the two
     if not differ:
         return
     from common.sources import load_data  # only for runs generated at different prompt versions

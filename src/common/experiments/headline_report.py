@@ -113,6 +113,11 @@ def old_prompts(bfcl: dict[str, Any] | None) -> str:
     return OLD_PROMPTS if bfcl and bfcl.get("prompt_version", 1) < PROMPT_VERSION else ""
 
 
+def old_prompts_note(summaries: Any) -> list[str]:
+    """The lines that explain the mark under a table, where any of its BFCL summaries carries it."""
+    return ["", OLD_PROMPTS_NOTE] if any(old_prompts(b) for b in summaries) else []
+
+
 # -- the report ----------------------------------------------------------------------
 def recipes(report: Path) -> dict[str, dict[str, Any]]:
     """Every finished recipe under `report`, by name."""
@@ -154,15 +159,14 @@ def bfcl_table(found: dict[str, dict[str, Any]], headline: str, untrained: dict[
     for name, scores, source in PUBLISHED:
         name += " (the target)" if name == target else ""
         lines.append(f"| {name} | " + " | ".join(_cell(scores.get(c)) for c in cats) + f" | n/a | n/a | {source} |")
-    for name, b in bfcl_rows(found, headline, untrained, model):
+    rows = bfcl_rows(found, headline, untrained, model)
+    for name, b in rows:
         per = b["per_category"]
         lines.append(f"| {name} | " + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy"),
                                                        bar[c] if "recipe" in name else None) for c in cats)
                      + f" | {_cell((per.get('irrelevance') or {}).get('parse_valid_no_call'))}"
                      + f" | {pct(b['agreement'])} | this repository, `{b['dir']}` |")
-    if any(OLD_PROMPTS in name for name, _ in bfcl_rows(found, headline, untrained, model)):
-        lines += ["", OLD_PROMPTS_NOTE]
-    return lines
+    return lines + old_prompts_note(b for _, b in rows)
 
 
 def trained_elsewhere(r: dict[str, Any]) -> bool:
@@ -302,15 +306,14 @@ def write_report(report: Path, headline: str, target: str | None = None) -> Path
                                       for c in bfcl_data.BENCHMARK_CATEGORIES) + " |")
     if marked:
         lines += ["", "† trained on another build of its data than the one its folder names (see its results.json)."]
-    if any(old_prompts(b) for r in found.values() for b in (r.get("bfcl"), (r.get("gated") or {}).get("bfcl"))):
-        lines += ["", OLD_PROMPTS_NOTE]
+    lines += old_prompts_note(b for r in found.values() for b in (r.get("bfcl"), (r.get("gated") or {}).get("bfcl")))
     plain = bfcl_rows(found, headline, None, model, gated=False)
     if plain:
         lines += ["", "## Where the BFCL errors are", "",
                   ("Each recipe's wrong answers on BFCL (plain decoding), by BFCL's own error type, the three "
                    "commonest per category: what limits the recipe there. An answer no call could be read from "
                    "is a format failure (malformed output, or prose where a call was needed)."), "",
-                  *error_rows(plain), *(["", OLD_PROMPTS_NOTE] if any(OLD_PROMPTS in n for n, _ in plain) else [])]
+                  *error_rows(plain), *old_prompts_note(b for _, b in plain)]
     lines += ["", "## Commands", "", *(f"- `{r['command']}`" for r in found.values()), ""]
     path = report / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
