@@ -244,6 +244,30 @@ def test_a_finished_evaluation_is_known_by_its_record_and_must_match_the_recipe(
         records.weights_sha256(tmp_path)
 
 
+def test_untrained_false_pairs_with_the_untrained_records_that_still_stand(tmp_path, monkeypatch, capsys):
+    # an ablation (or a rerun while the untrained model's BFCL waits) generates nothing for the untrained
+    # model, yet pairs with its recorded evaluations, as long as they answered today's prompts
+    from common.sources import load_data
+    suite = load_data("suite:everyday_tools", limit=2)  # tools in their source's key order: prompts changed
+    stored = tmp_path / "dev.jsonl"  # as a data build keeps samples: keys sorted, prompts unchanged
+    stored.write_text("".join(json.dumps(s.model_dump(), sort_keys=True) + "\n" for s in suite))
+    ids = tuple(s.id for s in suite)
+    for folder in ("dev-k", "suite", "transfer-k"):
+        _evaluation_folder(tmp_path / "untrained" / "eval" / folder, {"model": "m"}, ids=ids)  # no prompt_version: 1
+    (tmp_path / "untrained" / "eval" / "transfer-k" / "predictions.jsonl").write_text("")  # not finished
+    seen = {}
+    monkeypatch.setattr(headline, "evaluate_sets", lambda p, who, folder, adapter, *a: seen.setdefault(who, p.sets)
+                        and {w: folder / "eval" / w for w in p.sets})
+    p = _params(tmp_path, untrained=False, sets=["dev", "transfer", "suite"])
+    base = headline.recorded_untrained(p, tmp_path, {"dev": str(stored), "transfer": str(stored),
+                                                     "suite": "suite:everyday_tools"}, {"dev": "-k", "transfer": "-k"}, {})
+    assert seen == {"untrained": ["dev"]} and list(base) == ["dev"]
+    assert "untrained model on transfer, suite under" in capsys.readouterr().out
+    seen.clear()
+    assert headline.recorded_untrained(p.model_copy(update={"sets": ["suite"]}), tmp_path,
+                                       {"suite": "suite:everyday_tools"}, {}, {}) == {} and not seen
+
+
 def test_the_shipped_recipe_and_ablations_validate_and_a_typo_is_named():
     p = load_params(headline.HeadlineParams, ["params/headline.yaml"])
     assert p.recipe == p.headline == "full" and p.sets == ["dev", "transfer", "held_out", "suite"]
@@ -304,7 +328,7 @@ def test_the_ablation_table_pairs_each_recipe_with_the_headline_on_dev(tmp_path)
     assert "| 50.0% | n/a |" in row["| `masking`"] and "| 50.0% | n/a |" in row["| `old`"]
 
 
-def test_the_paired_rows_split_each_set_by_what_its_requests_need():
+def test_the_paired_rows_split_each_set_by_what_its_requests_need(tmp_path):
     from common.evaluation.checker import Verdict
     def v(i, needs, right):
         return Verdict(id=i, scenario="s", correct=right, error_kind=None, expected_names=["f"] if needs else [],
@@ -319,6 +343,14 @@ def test_the_paired_rows_split_each_set_by_what_its_requests_need():
            "mcnemar_exact_p": 1.0, "by_kind": kinds}
     assert paired_rows({"dev": row})[2].endswith("| 2, 50.0% / 0.0% | 2, 50.0% / 100.0% |")
     assert paired_rows({"dev": {k: x for k, x in row.items() if k != "by_kind"}})[2].endswith("| n/a | n/a |")
+    # a set the recipe ran on that no standing untrained evaluation pairs is named under the table
+    results = {**_recipe_results("full", None), "evals": {"dev": row, "suite": row}, "paired": {"dev": row}}
+    folder = tmp_path / "full"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(results))
+    text = headline.write_report(tmp_path, "full").read_text()
+    assert "| 2, 50.0% / 0.0% | 2, 50.0% / 100.0% |" in text
+    assert "Not paired: the 40-case everyday suite (the untrained model has no evaluation there" in text
 
 
 def test_a_report_with_no_finished_recipe_says_so_instead_of_an_empty_table(tmp_path):

@@ -41,6 +41,7 @@ from common.bfcl.params import BFCLParams
 from common.data.build import DataParams, build
 from common.errors import ArgumentParser, UserError, cli
 from common.evaluation.metrics import head_to_head, paired_difference
+from common.evaluation.runner import PREDICTION_KEYS, stale_answers
 from common.experiments import steps as ex
 from common.experiments.compare import kinetic_row, results_of, verdicts
 from common.experiments.headline_records import (
@@ -54,7 +55,7 @@ from common.experiments.headline_records import (
 )
 from common.experiments.headline_report import PUBLISHED, bfcl_summary, published, write_report
 from common.experiments.quickstart import in_fresh_process, recipe_text
-from common.jsonio import read_json, read_jsonl, write_json
+from common.jsonio import read_json, read_jsonl, restore, write_json
 from common.models import default_format
 from common.params import (
     DEFAULT_MODEL,
@@ -94,7 +95,8 @@ class HeadlineParams(BaseModel):
     bfcl_categories: list[str] = Field(list(bfcl_data.BENCHMARK_CATEGORIES), description="BFCL categories")
     bfcl_limit: int | None = Field(None, ge=1, description="only the first N entries per category (a smoke run)")
     bfcl_max_new_tokens: int | None = Field(None, ge=1, description="BFCL's answer cap (default: the BFCL runner's 256)")
-    untrained: bool = Field(True, description="evaluate the untrained model on the same sets (once for all recipes)")
+    untrained: bool = Field(True, description="evaluate the untrained model on the same sets (once for all recipes); "
+                            "false: pair with its recorded evaluations that still stand, generating none")
     fine_tuned: bool = Field(True, description="train and evaluate the recipe; false: only the untrained model's "
                              "rows (with `untrained`), which every recipe shares")
     call_gate: float | None = Field(None, gt=0, lt=1, description="a fixed call gate for every evaluation of "
@@ -273,6 +275,8 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     base_bfcl = None
     if p.untrained:
         base, base_bfcl = evaluate_untrained(p, report, specs, keys, timings, command)
+    else:
+        base = recorded_untrained(p, report, specs, keys, timings)
     timings["total"] = round(time.perf_counter() - started, 1)
     before = read_json(folder / "results.json", "recipe results") if (folder / "results.json").is_file() else {}
     results = {
@@ -355,6 +359,32 @@ def evaluate_untrained(p: HeadlineParams, report: Path, specs: dict[str, str], k
         "evals": {w: {"dir": shown(d), **kinetic_row(w, results_of(d))} for w, d in base.items()},
         "bfcl": bfcl_summary(base_bfcl) if base_bfcl else None, "provenance": provenance(), "complete": True})
     return base, base_bfcl
+
+
+def recorded_untrained(p: HeadlineParams, report: Path, specs: dict[str, str], keys: dict[str, str],
+                       timings: dict[str, float]) -> dict[str, Path]:
+    """`untrained: false`: the untrained model's recorded evaluations of the recipe's sets that still
+    stand (finished, every answer to today's prompt), rescored to pair the recipe with; nothing is
+    generated, and a set without one is named."""
+    standing, missing = [], []
+    for which in p.sets:
+        dest = report / "untrained" / "eval" / f"{which}{keys.get(which, '')}"
+        (standing if finished(dest) and not stale_record(dest, recorded_spec([dest], specs[which])) else
+         missing).append(which)
+    if missing:
+        print(f"no standing evaluation of the untrained model on {', '.join(missing)} under "
+              f"{shown(report / 'untrained' / 'eval')}: those sets are not paired (untrained: true evaluates it)",
+              flush=True)
+    return evaluate_sets(p.model_copy(update={"sets": standing}), "untrained", report / "untrained", {}, specs, keys,
+                         timings) if standing else {}
+
+
+def stale_record(dest: Path, spec: str) -> bool:
+    """Whether a finished evaluation holds answers to prompts that have changed since (runner.score
+    would refuse it)."""
+    path = dest / "predictions.jsonl"
+    restore(path)
+    return bool(stale_answers(read_jsonl(path, PREDICTION_KEYS), load_data(spec)))
 
 
 def untrained_only(p: HeadlineParams, report: Path, specs: dict[str, str], keys: dict[str, str],
