@@ -15,7 +15,8 @@ runs/, a recipe whose evaluations are all recorded is rescored from them, not re
    then on BFCL's five non-live categories (`common.bfcl`, scored by BFCL's own checker);
 4. the untrained model on the same sets, once for every recipe (its folders are keyed by the
    split's content hash, so a recipe whose dev split differs gets its own; `fine_tuned: false`
-   runs this stage alone);
+   runs this stage alone; `untrained: false` generates nothing for it and pairs the recipe with
+   its recorded evaluations that still stand, naming each set left unpaired and why);
 5. `<report>/README.md` from every finished recipe under `<report>`: BFCL beside the published
    small models, the headline recipe against the untrained model on each set (paired), and
    the ablation table.
@@ -41,7 +42,6 @@ from common.bfcl.params import BFCLParams
 from common.data.build import DataParams, build
 from common.errors import ArgumentParser, UserError, cli
 from common.evaluation.metrics import head_to_head, paired_difference
-from common.evaluation.runner import PREDICTION_KEYS, stale_answers
 from common.experiments import steps as ex
 from common.experiments.compare import kinetic_row, results_of, verdicts
 from common.experiments.headline_records import (
@@ -55,7 +55,7 @@ from common.experiments.headline_records import (
 )
 from common.experiments.headline_report import PUBLISHED, bfcl_summary, published, write_report
 from common.experiments.quickstart import in_fresh_process, recipe_text
-from common.jsonio import read_json, read_jsonl, restore, write_json
+from common.jsonio import read_json, read_jsonl, write_json
 from common.models import default_format
 from common.params import (
     DEFAULT_MODEL,
@@ -272,11 +272,12 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
                           bfcl_dir if p.reuse_plain else None) if p.bfcl else None
         gated = {"gate": {k: v for k, v in gate.items() if k != "samples"}, "dirs": g_evals, "bfcl_dir": g_bfcl}
     base: dict[str, Path] = {}
+    unpaired: dict[str, str] = {}
     base_bfcl = None
     if p.untrained:
         base, base_bfcl = evaluate_untrained(p, report, specs, keys, timings, command)
     else:
-        base = recorded_untrained(p, report, specs, keys, timings)
+        base, unpaired = recorded_untrained(p, report, specs, keys, timings)
     timings["total"] = round(time.perf_counter() - started, 1)
     before = read_json(folder / "results.json", "recipe results") if (folder / "results.json").is_file() else {}
     results = {
@@ -293,6 +294,7 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
         "dev_correct": {v.id: v.correct for v in verdicts(mine["dev"])} if "dev" in mine else None,
         "untrained": {w: shown(d) for w, d in base.items()},
         "paired": {w: paired(mine[w], base[w]) for w in mine if w in base},
+        "unpaired": unpaired,  # untrained: false: each set without a standing untrained record, and why
         "bfcl": bfcl_summary(bfcl_dir) if bfcl_dir else None,
         "untrained_bfcl": shown(base_bfcl) if base_bfcl else None,
         "gated": {"gate": gated["gate"], "answers_copied": copied_answers([*gated["dirs"].values(), gated["bfcl_dir"]]),
@@ -362,29 +364,25 @@ def evaluate_untrained(p: HeadlineParams, report: Path, specs: dict[str, str], k
 
 
 def recorded_untrained(p: HeadlineParams, report: Path, specs: dict[str, str], keys: dict[str, str],
-                       timings: dict[str, float]) -> dict[str, Path]:
+                       timings: dict[str, float]) -> tuple[dict[str, Path], dict[str, str]]:
     """`untrained: false`: the untrained model's recorded evaluations of the recipe's sets that still
-    stand (finished, every answer to today's prompt), rescored to pair the recipe with; nothing is
-    generated, and a set without one is named."""
-    standing, missing = [], []
+    stand, rescored to pair the recipe with (nothing is generated); and, for each set left unpaired,
+    why: no finished record, or one `rescore` refuses (other generation settings, answers to prompts
+    that have changed since), in the words of its refusal, which say what to do."""
+    base, unpaired = {}, {}
     for which in p.sets:
         dest = report / "untrained" / "eval" / f"{which}{keys.get(which, '')}"
-        (standing if finished(dest) and not stale_record(dest, recorded_spec([dest], specs[which])) else
-         missing).append(which)
-    if missing:
-        print(f"no standing evaluation of the untrained model on {', '.join(missing)} under "
-              f"{shown(report / 'untrained' / 'eval')}: those sets are not paired (untrained: true evaluates it)",
-              flush=True)
-    return evaluate_sets(p.model_copy(update={"sets": standing}), "untrained", report / "untrained", {}, specs, keys,
-                         timings) if standing else {}
-
-
-def stale_record(dest: Path, spec: str) -> bool:
-    """Whether a finished evaluation holds answers to prompts that have changed since (runner.score
-    would refuse it)."""
-    path = dest / "predictions.jsonl"
-    restore(path)
-    return bool(stale_answers(read_jsonl(path, PREDICTION_KEYS), load_data(spec)))
+        if not finished(dest):
+            unpaired[which] = f"{shown(dest)} holds no finished evaluation (untrained: true makes it)"
+            continue
+        try:
+            base.update(evaluate_sets(p.model_copy(update={"sets": [which]}), "untrained", report / "untrained", {},
+                                      specs, keys, timings))
+        except UserError as err:  # refused before it is scored: no result is written over
+            unpaired[which] = str(err)
+    for which, why in unpaired.items():
+        print(f"not paired with the untrained model on {which}: {why}", flush=True)
+    return base, unpaired
 
 
 def untrained_only(p: HeadlineParams, report: Path, specs: dict[str, str], keys: dict[str, str],
