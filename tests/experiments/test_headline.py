@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -132,6 +133,25 @@ def test_a_recipe_and_its_ablation_make_one_report(roots, capsys):
     assert alone["bfcl"]["per_category"]["irrelevance"]["n"] == 2
     assert {w: d["dir"] for w, d in alone["evals"].items()} == gated["untrained"]
     assert json.loads((report / "untrained" / "results.json").read_text())["model"] == "tiny-random-llama"
+    # `untrained: false` pairs with the untrained records that still stand, generating nothing for that model:
+    # one answered with prompts that have changed since, or made with other settings, is named and left out
+    from evaluation_helpers import recorded_before_prompt_versions
+    recorded_before_prompt_versions(report / "untrained" / "eval" / "suite" / "predictions.jsonl")  # the suite's
+    untrained_preds = {q: q.read_text() for q in (report / "untrained").rglob("predictions.jsonl")}
+    capsys.readouterr()
+    mine = headline.run(_params(roots, gate_from_dev=0.5, untrained=False), "cmd")
+    printed = capsys.readouterr().out
+    assert "BFCL untrained" not in printed and "not paired with the untrained model on suite: " in printed
+    assert set(mine["paired"]) == {"dev", "transfer", "held_out"} and mine["paired"]["dev"] == gated["paired"]["dev"]
+    assert set(mine["gated"]["paired"]) == {"dev", "transfer", "held_out"}
+    assert re.search(r"holds \d+ answers to prompts that have changed", mine["unpaired"]["suite"])
+    text = (report / "README.md").read_text()
+    assert "Not paired with the untrained model:\n\n- the 40-case everyday suite: " in text
+    other = headline.run(_params(roots, recipe="cap-9", description="answers capped at 9 tokens", sets=["dev"],
+                                 bfcl=False, untrained=False, eval_set={**_params(roots).eval_set, "max_new_tokens": 9}),
+                         "cmd")
+    assert other["paired"] == {} and "max_new_tokens: 8 there, 9 now" in other["unpaired"]["dev"]
+    assert {q: q.read_text() for q in (report / "untrained").rglob("predictions.jsonl")} == untrained_preds
 
 
 def test_the_dev_gate_is_chosen_on_dev_predictions_at_the_asked_no_call_accuracy(tmp_path):
@@ -244,6 +264,32 @@ def test_a_finished_evaluation_is_known_by_its_record_and_must_match_the_recipe(
         records.weights_sha256(tmp_path)
 
 
+def test_untrained_false_pairs_with_the_untrained_records_that_still_stand(tmp_path, monkeypatch, capsys):
+    # an ablation (or a rerun that leaves the untrained model's BFCL for later) generates nothing for the
+    # untrained model, yet pairs with its recorded evaluations that still stand, and says why a set is left out
+    from common.errors import UserError
+    for folder in ("dev-k", "suite", "transfer-k"):
+        _evaluation_folder(tmp_path / "untrained" / "eval" / folder, {"model": "m"})
+    (tmp_path / "untrained" / "eval" / "transfer-k" / "predictions.jsonl").write_text("")  # never finished
+    seen = []
+
+    def rescored(p, who, folder, adapter, *a):  # what rescore does with a record it refuses
+        seen.append((who, p.sets, adapter))
+        if p.sets == ["suite"]:
+            raise UserError("suite holds 2 answers to prompts that have changed since; delete that folder")
+        return {w: folder / "eval" / w for w in p.sets}
+    monkeypatch.setattr(headline, "evaluate_sets", rescored)
+    p = _params(tmp_path, untrained=False, sets=["dev", "transfer", "suite"])
+    base, unpaired = headline.recorded_untrained(p, tmp_path, {}, {"dev": "-k", "transfer": "-k"}, {})
+    assert seen == [("untrained", ["dev"], {}), ("untrained", ["suite"], {})]  # the unfinished one not even tried
+    assert base == {"dev": tmp_path / "untrained" / "eval" / "dev"}
+    assert unpaired["suite"].startswith("suite holds 2 answers to prompts that have changed")
+    assert "untrained/eval/transfer-k holds no finished evaluation (untrained: true makes it)" in unpaired["transfer"]
+    printed = capsys.readouterr().out
+    assert "not paired with the untrained model on suite: suite holds 2 answers" in printed
+    assert "not paired with the untrained model on transfer:" in printed
+
+
 def test_the_shipped_recipe_and_ablations_validate_and_a_typo_is_named():
     p = load_params(headline.HeadlineParams, ["params/headline.yaml"])
     assert p.recipe == p.headline == "full" and p.sets == ["dev", "transfer", "held_out", "suite"]
@@ -304,7 +350,7 @@ def test_the_ablation_table_pairs_each_recipe_with_the_headline_on_dev(tmp_path)
     assert "| 50.0% | n/a |" in row["| `masking`"] and "| 50.0% | n/a |" in row["| `old`"]
 
 
-def test_the_paired_rows_split_each_set_by_what_its_requests_need():
+def test_the_paired_rows_split_each_set_by_what_its_requests_need(tmp_path):
     from common.evaluation.checker import Verdict
     def v(i, needs, right):
         return Verdict(id=i, scenario="s", correct=right, error_kind=None, expected_names=["f"] if needs else [],
@@ -319,6 +365,16 @@ def test_the_paired_rows_split_each_set_by_what_its_requests_need():
            "mcnemar_exact_p": 1.0, "by_kind": kinds}
     assert paired_rows({"dev": row})[2].endswith("| 2, 50.0% / 0.0% | 2, 50.0% / 100.0% |")
     assert paired_rows({"dev": {k: x for k, x in row.items() if k != "by_kind"}})[2].endswith("| n/a | n/a |")
+    # a set the recipe ran on that no standing untrained evaluation pairs is named under the table
+    results = {**_recipe_results("full", None), "evals": {"dev": row, "suite": row}, "paired": {"dev": row},
+               "unpaired": {"suite": "reports/x/untrained/eval/suite holds 40 answers to prompts that have changed"}}
+    folder = tmp_path / "full"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(results))
+    text = headline.write_report(tmp_path, "full").read_text()
+    assert "| 2, 50.0% / 0.0% | 2, 50.0% / 100.0% |" in text
+    assert ("Not paired with the untrained model:\n\n- the 40-case everyday suite: reports/x/untrained/eval/suite "
+            "holds 40 answers to prompts that have changed") in text
 
 
 def test_a_report_with_no_finished_recipe_says_so_instead_of_an_empty_table(tmp_path):

@@ -15,7 +15,8 @@ runs/, a recipe whose evaluations are all recorded is rescored from them, not re
    then on BFCL's five non-live categories (`common.bfcl`, scored by BFCL's own checker);
 4. the untrained model on the same sets, once for every recipe (its folders are keyed by the
    split's content hash, so a recipe whose dev split differs gets its own; `fine_tuned: false`
-   runs this stage alone);
+   runs this stage alone; `untrained: false` generates nothing for it and pairs the recipe with
+   its recorded evaluations that still stand, naming each set left unpaired and why);
 5. `<report>/README.md` from every finished recipe under `<report>`: BFCL beside the published
    small models, the headline recipe against the untrained model on each set (paired), and
    the ablation table.
@@ -94,7 +95,8 @@ class HeadlineParams(BaseModel):
     bfcl_categories: list[str] = Field(list(bfcl_data.BENCHMARK_CATEGORIES), description="BFCL categories")
     bfcl_limit: int | None = Field(None, ge=1, description="only the first N entries per category (a smoke run)")
     bfcl_max_new_tokens: int | None = Field(None, ge=1, description="BFCL's answer cap (default: the BFCL runner's 256)")
-    untrained: bool = Field(True, description="evaluate the untrained model on the same sets (once for all recipes)")
+    untrained: bool = Field(True, description="evaluate the untrained model on the same sets (once for all recipes); "
+                            "false: pair with its recorded evaluations that still stand, generating none")
     fine_tuned: bool = Field(True, description="train and evaluate the recipe; false: only the untrained model's "
                              "rows (with `untrained`), which every recipe shares")
     call_gate: float | None = Field(None, gt=0, lt=1, description="a fixed call gate for every evaluation of "
@@ -270,9 +272,12 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
                           bfcl_dir if p.reuse_plain else None) if p.bfcl else None
         gated = {"gate": {k: v for k, v in gate.items() if k != "samples"}, "dirs": g_evals, "bfcl_dir": g_bfcl}
     base: dict[str, Path] = {}
+    unpaired: dict[str, str] = {}
     base_bfcl = None
     if p.untrained:
         base, base_bfcl = evaluate_untrained(p, report, specs, keys, timings, command)
+    else:
+        base, unpaired = recorded_untrained(p, report, specs, keys, timings)
     timings["total"] = round(time.perf_counter() - started, 1)
     before = read_json(folder / "results.json", "recipe results") if (folder / "results.json").is_file() else {}
     results = {
@@ -289,6 +294,7 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
         "dev_correct": {v.id: v.correct for v in verdicts(mine["dev"])} if "dev" in mine else None,
         "untrained": {w: shown(d) for w, d in base.items()},
         "paired": {w: paired(mine[w], base[w]) for w in mine if w in base},
+        "unpaired": unpaired,  # untrained: false: each set without a standing untrained record, and why
         "bfcl": bfcl_summary(bfcl_dir) if bfcl_dir else None,
         "untrained_bfcl": shown(base_bfcl) if base_bfcl else None,
         "gated": {"gate": gated["gate"], "answers_copied": copied_answers([*gated["dirs"].values(), gated["bfcl_dir"]]),
@@ -355,6 +361,28 @@ def evaluate_untrained(p: HeadlineParams, report: Path, specs: dict[str, str], k
         "evals": {w: {"dir": shown(d), **kinetic_row(w, results_of(d))} for w, d in base.items()},
         "bfcl": bfcl_summary(base_bfcl) if base_bfcl else None, "provenance": provenance(), "complete": True})
     return base, base_bfcl
+
+
+def recorded_untrained(p: HeadlineParams, report: Path, specs: dict[str, str], keys: dict[str, str],
+                       timings: dict[str, float]) -> tuple[dict[str, Path], dict[str, str]]:
+    """`untrained: false`: the untrained model's recorded evaluations of the recipe's sets that still
+    stand, rescored to pair the recipe with (nothing is generated); and, for each set left unpaired,
+    why: no finished record, or one `rescore` refuses (other generation settings, answers to prompts
+    that have changed since), in the words of its refusal, which say what to do."""
+    base, unpaired = {}, {}
+    for which in p.sets:
+        dest = report / "untrained" / "eval" / f"{which}{keys.get(which, '')}"
+        if not finished(dest):
+            unpaired[which] = f"{shown(dest)} holds no finished evaluation (untrained: true makes it)"
+            continue
+        try:
+            base.update(evaluate_sets(p.model_copy(update={"sets": [which]}), "untrained", report / "untrained", {},
+                                      specs, keys, timings))
+        except UserError as err:  # refused before it is scored: no result is written over
+            unpaired[which] = str(err)
+    for which, why in unpaired.items():
+        print(f"not paired with the untrained model on {which}: {why}", flush=True)
+    return base, unpaired
 
 
 def untrained_only(p: HeadlineParams, report: Path, specs: dict[str, str], keys: dict[str, str],

@@ -231,6 +231,16 @@ def not_paired_rows(evals: dict[str, Any]) -> list[str]:
             *(f"| {SET_TEXT[w]} | {e['n']} | {pct(e['accuracy'])} | not evaluated yet |" for w, e in evals.items())]
 
 
+def unpaired_note(evals: dict[str, Any], paired_sets: dict[str, Any], why: dict[str, str] | None) -> list[str]:
+    """The sets the recipe was evaluated on that no standing untrained evaluation pairs, each with
+    the reason the run recorded (`untrained: false`)."""
+    left = [w for w in evals if w not in paired_sets]
+    if not left:
+        return []
+    return ["", "Not paired with the untrained model:", "",
+            *(f"- {SET_TEXT[w]}: {(why or {}).get(w, 'no untrained evaluation recorded')}" for w in left)]
+
+
 def untrained_bfcl(found: dict[str, dict[str, Any]], report: Path) -> dict[str, Any] | None:
     """The untrained model's BFCL row: a recipe's, else the latest untrained-only run's."""
     for r in found.values():
@@ -267,13 +277,15 @@ def write_report(report: Path, headline: str, target: str | None = None) -> Path
                    f"{head['train']['steps']} steps. Plain greedy decoding.{trained_on_text(head)} A model "
                    "that never calls scores a set's share of requests that need no call, so the last two columns "
                    "split each set by what its requests need."), "",
-                  *(paired_rows(head["paired"]) if head["paired"] else not_paired_rows(head["evals"])), ""]
+                  *(paired_rows(head["paired"]) + unpaired_note(head["evals"], head["paired"], head.get("unpaired"))
+                    if head["paired"] else not_paired_rows(head["evals"])), ""]
         if head.get("gated") and head["gated"]["paired"]:
             lines += [(f"With the call gate chosen on the dev split ({gate_text(head['gated']['gate'])}; on dev it "
                        f"calls on {pct(head['gated']['gate']['call_recall'])} of the requests that need a call; the "
                        "dev row is where the threshold was chosen"
                        + copied_text(head["gated"].get("answers_copied")) + "):"), "",
-                      *paired_rows(head["gated"]["paired"]), ""]
+                      *paired_rows(head["gated"]["paired"]),
+                      *unpaired_note(head["gated"]["evals"], head["gated"]["paired"], head.get("unpaired")), ""]
     lines += ["## Ablations: what each ingredient adds", ""]
     if not found:
         lines += ["No recipe has finished yet: each fills a row here as it finishes "
