@@ -352,12 +352,13 @@ def test_the_ablation_table_pairs_each_recipe_with_the_headline_on_dev(tmp_path)
 
 def test_the_paired_rows_split_each_set_by_what_its_requests_need(tmp_path):
     from common.evaluation.checker import Verdict
+    from common.experiments.compare import by_kind
     def v(i, needs, right):
         return Verdict(id=i, scenario="s", correct=right, error_kind=None, expected_names=["f"] if needs else [],
                        output_names=[])
     recipe = [v("a", True, True), v("b", True, False), v("c", False, False), v("d", False, True)]
     never_calls = [v("a", True, False), v("b", True, False), v("c", False, True), v("d", False, True)]
-    kinds = headline.by_kind(recipe, never_calls)
+    kinds = by_kind(recipe, never_calls)
     assert kinds == {"call": {"n": 2, "accuracy": 0.5, "untrained_accuracy": 0.0},
                      "no_call": {"n": 2, "accuracy": 0.5, "untrained_accuracy": 1.0}}
     from common.experiments.headline_report import paired_rows

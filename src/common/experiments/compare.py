@@ -23,6 +23,28 @@ def results_of(eval_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(eval_dir) / "results.json").read_text())
 
 
+def paired(a: Path, b: Path) -> dict[str, Any]:
+    """A fine-tuned model (a) against the untrained one (b) on the same samples: McNemar and the
+    paired bootstrap, overall and split by what the requests need (`by_kind`)."""
+    va, vb = verdicts(a), verdicts(b)
+    return {**head_to_head(va, vb), "difference": paired_difference(va, vb),
+            "accuracy": results_of(a)["metrics"]["kinetic"]["accuracy"],
+            "untrained_accuracy": results_of(b)["metrics"]["kinetic"]["accuracy"], "n": len(va),
+            "by_kind": by_kind(va, vb)}
+
+
+def by_kind(va: list[Any], vb: list[Any]) -> dict[str, dict[str, Any]]:
+    """Accuracy on the samples that need a call and on those that need none, for both models: a
+    model that never calls scores the no-call share of a set, so the total alone can hide learning."""
+    untrained = {v.id: v.correct for v in vb}
+    out = {}
+    for kind, wanted in (("call", True), ("no_call", False)):
+        rows = [v for v in va if bool(v.expected_names) == wanted]
+        out[kind] = {"n": len(rows), "accuracy": sum(v.correct for v in rows) / len(rows) if rows else None,
+                     "untrained_accuracy": sum(untrained[v.id] for v in rows) / len(rows) if rows else None}
+    return out
+
+
 def kinetic_row(name: str, results: dict[str, Any]) -> dict[str, Any]:
     """One row of the Kinetic table (plus the no-tool accuracy this repository watches)."""
     m = results["metrics"]

@@ -41,9 +41,8 @@ from common import bfcl_data
 from common.bfcl.params import BFCLParams
 from common.data.build import DataParams, build
 from common.errors import ArgumentParser, UserError, cli
-from common.evaluation.metrics import head_to_head, paired_difference
 from common.experiments import steps as ex
-from common.experiments.compare import kinetic_row, results_of, verdicts
+from common.experiments.compare import kinetic_row, paired, results_of, verdicts
 from common.experiments.headline_records import (
     copied_answers,
     finished,
@@ -392,27 +391,6 @@ def untrained_only(p: HeadlineParams, report: Path, specs: dict[str, str], keys:
     readme = write_report(report, p.headline, p.target)
     print(f"untrained rows done in {(time.perf_counter() - started) / 60:.1f} min; report: {shown(readme)}")
     return read_json(report / "untrained" / "results.json", "untrained rows")
-
-
-def paired(a: Path, b: Path) -> dict[str, Any]:
-    """The recipe (a) against the untrained model (b) on the same samples: McNemar and the paired bootstrap."""
-    va, vb = verdicts(a), verdicts(b)
-    return {**head_to_head(va, vb), "difference": paired_difference(va, vb),
-            "accuracy": results_of(a)["metrics"]["kinetic"]["accuracy"],
-            "untrained_accuracy": results_of(b)["metrics"]["kinetic"]["accuracy"], "n": len(va),
-            "by_kind": by_kind(va, vb)}
-
-
-def by_kind(va: list[Any], vb: list[Any]) -> dict[str, dict[str, Any]]:
-    """Accuracy on the samples that need a call and on those that need none, for both models: a
-    model that never calls scores the no-call share of a set, so the total alone can hide learning."""
-    untrained = {v.id: v.correct for v in vb}
-    out = {}
-    for kind, wanted in (("call", True), ("no_call", False)):
-        rows = [v for v in va if bool(v.expected_names) == wanted]
-        out[kind] = {"n": len(rows), "accuracy": sum(v.correct for v in rows) / len(rows) if rows else None,
-                     "untrained_accuracy": sum(untrained[v.id] for v in rows) / len(rows) if rows else None}
-    return out
 
 
 def by_category(eval_dir: Path, spec: str) -> dict[str, dict[str, Any]] | None:
