@@ -7,9 +7,12 @@ beside evaluations recorded from an earlier one."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
+from common import bfcl_data
 from common.bfcl.params import BFCLParams
 from common.bfcl.report import score as bfcl_score
 from common.errors import UserError
@@ -26,6 +29,20 @@ from common.sources import BFCL_PREFIX, SUITE_PREFIX, load_data
 # path (the folder's name carries the split's content hash).
 MACHINE_KEYS = ("backend", "dtype", "data")
 BFCL_KEYS = ("model", "adapter", "categories", "limit", "call_gate", "max_new_tokens", "format", "seed")
+
+
+def bfcl_folder(folder: Path, p: Any, fmt: str, adapter: dict[str, Any], suffix: str = "") -> Path:
+    """Where a model's BFCL run lives under `folder` (`p`: the headline's parameters, `fmt` the answer
+    format): an adapter's in `bfcl<suffix>`; the untrained model's suffixed by nothing for the default
+    run, else by a hash of what changes its predictions (format, categories, limit, answer cap), so no
+    recipe reuses another's."""
+    what = {"format": fmt, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
+            "max_new_tokens": p.bfcl_max_new_tokens}
+    default = {"format": "hermes", "categories": list(bfcl_data.BENCHMARK_CATEGORIES), "limit": None,
+               "max_new_tokens": None}
+    key = "" if what == default else "-" + (
+        hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:8])
+    return folder / ("bfcl" + ("" if adapter else key) + suffix)
 
 
 def answered(folder: Path) -> bool:
