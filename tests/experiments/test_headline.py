@@ -334,24 +334,41 @@ def test_the_gemma_recipe_shares_the_data_and_names_its_own_target(tmp_path):
 
 def test_untrained_rows_without_bfcl_keep_the_recorded_bfcl_row(tmp_path, monkeypatch, capsys):
     # `fine_tuned: false, bfcl: false` (the untrained suite again, BFCL's ~74 min left for later) must not
-    # drop the untrained model's recorded BFCL row from its results, nor run BFCL
+    # drop the untrained model's recorded BFCL row from its results, nor run BFCL; a record made with
+    # another model or decoding is not taken for it
+    from common.bfcl.params import BFCLParams
+    from common.experiments.headline_records import BFCL_KEYS
     def no_bfcl(*a, **k):
         raise AssertionError("BFCL ran")
     monkeypatch.setattr(headline, "run_bfcl", no_bfcl)
     monkeypatch.setattr(headline, "evaluate_sets", lambda p, who, folder, *a: {})
     monkeypatch.setattr(headline, "bfcl_summary", lambda folder: {"dir": folder.name})
+    untrained = tmp_path / "untrained"
+    # the folders are named as the committed ones are: the default run's `bfcl`, an adapter's `bfcl<suffix>`
+    assert headline.bfcl_folder(untrained, headline.HeadlineParams(), "hermes", {}).name == "bfcl"
+    assert headline.bfcl_folder(untrained, headline.HeadlineParams(), "pythonic", {}).name == "bfcl-35b6c4fc"
+    assert headline.bfcl_folder(untrained, headline.HeadlineParams(), "pythonic", {"adapter": "a"}, "-gate").name == \
+        "bfcl-gate"
     p = _params(tmp_path, fine_tuned=False, bfcl=False)
-    _, none = headline.evaluate_untrained(p, tmp_path, {}, {}, {}, "cmd")
-    assert none is None and json.loads((tmp_path / "untrained" / "results.json").read_text())["bfcl"] is None
-    recorded = headline.bfcl_folder(tmp_path / "untrained", p, "hermes", {})
-    assert recorded.name.startswith("bfcl-")  # the test's categories and limit key the untrained folder
+    recorded, overrides = headline.bfcl_plan(p, "untrained", untrained, {})
+    assert recorded.name == "bfcl-5a9beb8e"  # the test's categories, limit and answer cap key it
+
+    def results():
+        headline.evaluate_untrained(p, tmp_path, {}, {}, {}, "cmd")
+        return json.loads((untrained / "results.json").read_text())["bfcl"]
+    assert results() is None  # none recorded
+    planned = BFCLParams(**overrides).resolved()
     _evaluation_folder(recorded / "irrelevance", {"model": "m"})
-    (recorded / "params.json").write_text(json.dumps({"categories": ["irrelevance"]}))
+    (recorded / "params.json").write_text(json.dumps({k: getattr(planned, k) for k in BFCL_KEYS}, default=str))
     (recorded / "results.json").write_text("{}")
-    _, kept = headline.evaluate_untrained(p, tmp_path, {}, {}, {}, "cmd")
-    assert kept == recorded
-    assert json.loads((tmp_path / "untrained" / "results.json").read_text())["bfcl"] == {"dir": recorded.name}
+    assert results() is None  # simple_python never finished
+    _evaluation_folder(recorded / "simple_python", {"model": "m"})
+    assert results() == {"dir": recorded.name}
     assert "BFCL not run (bfcl: false); the untrained model's recorded BFCL row stands" in capsys.readouterr().out
+    (recorded / "params.json").write_text(json.dumps({**{k: getattr(planned, k) for k in BFCL_KEYS}, "model": "other"},
+                                                     default=str))
+    assert results() is None
+    assert "recorded BFCL row left out:" in capsys.readouterr().out
 
 
 def test_a_stage_that_stops_prints_its_end_line_too(capsys):

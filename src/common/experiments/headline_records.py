@@ -101,15 +101,35 @@ def rescore(dest: Path, planned: EvalParams, spec: str) -> None:
     score(dest, load_data(spec, planned.limit))  # restores the archive; refuses answers to changed prompts
 
 
-def rescore_bfcl(dest: Path, planned: BFCLParams) -> None:
-    """A finished BFCL run scored again from its record, once it matches `planned`."""
+def check_bfcl_record(dest: Path, planned: BFCLParams) -> None:
+    """A finished BFCL run stands only for the same model, adapter, categories and decoding."""
     had = read_json(dest / "params.json", "BFCL parameters")
     if had.get("format") is None:  # recorded before BFCL resolved the format up front: what each category ran in
         ran = {str(read_json(dest / c / "run.json", "run record").get("params", {}).get("format"))
                for c in had["categories"]}
         had["format"] = ran.pop() if len(ran) == 1 else sorted(ran)
     check_record(dest, {k: had.get(k) for k in BFCL_KEYS}, {k: getattr(planned, k) for k in BFCL_KEYS})
+
+
+def rescore_bfcl(dest: Path, planned: BFCLParams) -> None:
+    """A finished BFCL run scored again from its record, once it matches `planned`."""
+    check_bfcl_record(dest, planned)
     bfcl_score(dest)  # each category through runner.score: restored, answers to changed prompts refused
+
+
+def recorded_bfcl(dest: Path, overrides: dict[str, Any]) -> Path | None:
+    """`bfcl: false`: the untrained model's finished BFCL run at `dest`, kept as measured (not
+    rescored: its answers may be to older prompts, which the report marks), where it was made with
+    the settings `overrides` plan; else None, and why."""
+    if not finished(dest):
+        return None
+    try:
+        check_bfcl_record(dest, BFCLParams(**overrides).resolved())
+    except UserError as err:
+        print(f"BFCL not run (bfcl: false), and the untrained model's recorded BFCL row left out: {err}", flush=True)
+        return None
+    print(f"BFCL not run (bfcl: false); the untrained model's recorded BFCL row stands: {shown(dest)}", flush=True)
+    return dest
 
 
 def weights_sha256(run: Path) -> str:

@@ -297,7 +297,7 @@ def write_report(report: Path, headline: str, target: str | None = None) -> Path
                        + copied_text(head["gated"].get("answers_copied")) + "):"), "",
                       *paired_rows(head["gated"]["paired"]),
                       *unpaired_note(head["gated"]["evals"], head["gated"]["paired"], head.get("unpaired"),
-                                     named=unpaired(head["evals"], head["paired"]) if head["paired"] else ()), ""]
+                                     named=unpaired(head["evals"], head["paired"])), ""]
     lines += ["## Ablations: what each ingredient adds", ""]
     if not found:
         lines += ["No recipe has finished yet: each fills a row here as it finishes "
