@@ -332,6 +332,55 @@ def test_the_gemma_recipe_shares_the_data_and_names_its_own_target(tmp_path):
         assert json.loads((tmp_path / "results.json").read_text())["target"]["model"] == name
 
 
+def test_untrained_rows_without_bfcl_keep_the_recorded_bfcl_row(tmp_path, monkeypatch, capsys):
+    # `fine_tuned: false, bfcl: false` (the untrained suite again, BFCL's ~74 min left for later) must not
+    # drop the untrained model's recorded BFCL row from its results, nor run BFCL; a record made with
+    # another model or decoding is not taken for it
+    from common.bfcl.params import BFCLParams
+    from common.experiments.headline_records import BFCL_KEYS
+    def no_bfcl(*a, **k):
+        raise AssertionError("BFCL ran")
+    monkeypatch.setattr(headline, "run_bfcl", no_bfcl)
+    monkeypatch.setattr(headline, "evaluate_sets", lambda p, who, folder, *a: {})
+    monkeypatch.setattr(headline, "bfcl_summary", lambda folder: {"dir": folder.name})
+    untrained = tmp_path / "untrained"
+    # the folders are named as the committed ones are: the default run's `bfcl`, an adapter's `bfcl<suffix>`
+    assert headline.bfcl_folder(untrained, headline.HeadlineParams(), "hermes", {}).name == "bfcl"
+    assert headline.bfcl_folder(untrained, headline.HeadlineParams(), "pythonic", {}).name == "bfcl-35b6c4fc"
+    assert headline.bfcl_folder(untrained, headline.HeadlineParams(), "pythonic", {"adapter": "a"}, "-gate").name == \
+        "bfcl-gate"
+    p = _params(tmp_path, fine_tuned=False, bfcl=False)
+    recorded, overrides = headline.bfcl_plan(p, "untrained", untrained, {})
+    assert recorded.name == "bfcl-5a9beb8e"  # the test's categories, limit and answer cap key it
+
+    def results():
+        headline.evaluate_untrained(p, tmp_path, {}, {}, {}, "cmd")
+        return json.loads((untrained / "results.json").read_text())["bfcl"]
+    assert results() is None  # none recorded
+    planned = BFCLParams(**overrides).resolved()
+    _evaluation_folder(recorded / "irrelevance", {"model": "m"})
+    (recorded / "params.json").write_text(json.dumps({k: getattr(planned, k) for k in BFCL_KEYS}, default=str))
+    (recorded / "results.json").write_text("{}")
+    assert results() is None  # simple_python never finished
+    _evaluation_folder(recorded / "simple_python", {"model": "m"})
+    assert results() == {"dir": recorded.name}
+    assert "BFCL not run (bfcl: false); the untrained model's recorded BFCL row stands" in capsys.readouterr().out
+    (recorded / "params.json").write_text(json.dumps({**{k: getattr(planned, k) for k in BFCL_KEYS}, "model": "other"},
+                                                     default=str))
+    assert results() is None
+    assert "recorded BFCL row left out:" in capsys.readouterr().out
+
+
+def test_a_stage_that_stops_prints_its_end_line_too(capsys):
+    from common.experiments.steps import stage
+    timings = {}
+    with pytest.raises(ValueError), stage("evaluate untrained on suite", timings):
+        raise ValueError("refused")
+    assert capsys.readouterr().out.splitlines() == ["==> evaluate untrained on suite",
+                                                    "<== evaluate untrained on suite: stopped after 0 s"]
+    assert timings == {}
+
+
 def test_the_ablation_table_pairs_each_recipe_with_the_headline_on_dev(tmp_path):
     ids = [f"s{i}" for i in range(10)]
     recipes = {"full": {i: k < 4 for k, i in enumerate(ids)},            # 4 of 10 right
@@ -376,6 +425,23 @@ def test_the_paired_rows_split_each_set_by_what_its_requests_need(tmp_path):
     assert "| 2, 50.0% / 0.0% | 2, 50.0% / 100.0% |" in text
     assert ("Not paired with the untrained model:\n\n- the 40-case everyday suite: reports/x/untrained/eval/suite "
             "holds 40 answers to prompts that have changed") in text
+    # under the gated table the same set is referred to, not explained twice
+    gate = {"threshold": 0.5, "target_no_call_accuracy": 0.8, "call_recall": 0.6}
+    results["gated"] = {"gate": gate, "evals": {"dev": row, "suite": row}, "paired": {"dev": row}, "bfcl": None}
+    (folder / "results.json").write_text(json.dumps(results))
+    text = headline.write_report(tmp_path, "full").read_text()
+    assert text.count("holds 40 answers") == 1
+    assert "Not paired with the untrained model:\n\n- the 40-case everyday suite: as above" in text
+    # nothing paired because every untrained record was refused: the reasons, not "not evaluated yet"
+    results.update(paired={}, gated=None)
+    (folder / "results.json").write_text(json.dumps(results))
+    text = headline.write_report(tmp_path, "full").read_text()
+    assert "No standing evaluation of the untrained model pairs these sets" in text and "not evaluated yet" not in text
+    assert "| the 40-case everyday suite | 4 | 50.0% | not paired |" in text and "holds 40 answers" in text
+    results.pop("unpaired")  # an old run's results, no reasons recorded: the untrained rows were never made
+    (folder / "results.json").write_text(json.dumps(results))
+    text = headline.write_report(tmp_path, "full").read_text()
+    assert "has not been evaluated on these sets yet" in text and "| 50.0% | not evaluated yet |" in text
 
 
 def test_a_report_with_no_finished_recipe_says_so_instead_of_an_empty_table(tmp_path):

@@ -15,7 +15,7 @@ runs/, a recipe whose evaluations are all recorded is rescored from them, not re
    then on BFCL's five non-live categories (`common.bfcl`, scored by BFCL's own checker);
 4. the untrained model on the same sets, once for every recipe (its folders are keyed by the
    split's content hash, so a recipe whose dev split differs gets its own; `fine_tuned: false`
-   runs this stage alone; `untrained: false` generates nothing for it and pairs the recipe with
+   runs this stage alone; `bfcl: false` keeps its recorded BFCL row as measured; `untrained: false` generates nothing for it and pairs the recipe with
    its recorded evaluations that still stand, naming each set left unpaired and why);
 5. `<report>/README.md` from every finished recipe under `<report>`: BFCL beside the published
    small models, the headline recipe against the untrained model on each set (paired), and
@@ -28,8 +28,6 @@ beside the plain rows.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import shutil
 import time
 from pathlib import Path
@@ -44,9 +42,11 @@ from common.errors import ArgumentParser, UserError, cli
 from common.experiments import steps as ex
 from common.experiments.compare import kinetic_row, paired, results_of, verdicts
 from common.experiments.headline_records import (
+    bfcl_folder,
     copied_answers,
     finished,
     keep_predictions,
+    recorded_bfcl,
     recorded_spec,
     rescore,
     rescore_bfcl,
@@ -163,30 +163,26 @@ def evaluate_sets(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, 
     return out
 
 
-def bfcl_key(p: HeadlineParams, gen: Any) -> str:
-    """The untrained model's BFCL folder suffix: none for the default run, else a hash of what
-    changes its predictions (format, categories, limit, answer cap), so no recipe reuses another's."""
-    what = {"format": gen.format, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
-            "max_new_tokens": p.bfcl_max_new_tokens}
-    default = {"format": "hermes", "categories": list(bfcl_data.BENCHMARK_CATEGORIES), "limit": None,
-               "max_new_tokens": None}
-    return "" if what == default else "-" + hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:8]
+def bfcl_plan(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any], gate: float | None = None,
+              suffix: str = "", reuse: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Where a model's BFCL run lives, and the BFCL runner's overrides for it."""
+    gen = ex.eval_params(p.eval_params, {**p.eval_set, "model": p.model})
+    dest = bfcl_folder(folder, p, gen.format, adapter, suffix)
+    gate = p.call_gate if gate is None else gate
+    return dest, {"model": p.model, **adapter, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
+                  "call_gate": gate if adapter and gate is not None else "none", "experiment": p.experiment,
+                  "run": f"{who}/bfcl", "out": str(dest), "wandb": p.wandb, "wandb_group": p.experiment,
+                  "reuse": str(reuse) if reuse and adapter and gate is not None else None,
+                  # the format always: the one the recipe's sets are evaluated (and its adapter trained) in,
+                  # not the model's default (Gemma's is functiongemma); the other keys only when the recipe sets them
+                  **{k: getattr(gen, k) for k in ex.BFCL_SHARED_KEYS if k in p.eval_set or k == "format"},
+                  **({"max_new_tokens": p.bfcl_max_new_tokens} if p.bfcl_max_new_tokens else {})}
 
 
 def run_bfcl(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any], timings: dict[str, float],
              gate: float | None = None, suffix: str = "", reuse: Path | None = None) -> Path:
     from common.bfcl.run import run as bfcl_run  # (the BFCL runner imports the engines)
-    gen = ex.eval_params(p.eval_params, {**p.eval_set, "model": p.model})
-    dest = folder / ("bfcl" + ("" if adapter else bfcl_key(p, gen)) + suffix)
-    gate = p.call_gate if gate is None else gate
-    overrides = {"model": p.model, **adapter, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
-                 "call_gate": gate if adapter and gate is not None else "none", "experiment": p.experiment,
-                 "run": f"{who}/bfcl", "out": str(dest), "wandb": p.wandb, "wandb_group": p.experiment,
-                 "reuse": str(reuse) if reuse and adapter and gate is not None else None,
-                 # the format always: the one the recipe's sets are evaluated (and its adapter trained) in,
-                 # not the model's default (Gemma's is functiongemma); the other keys only when the recipe sets them
-                 **{k: getattr(gen, k) for k in ex.BFCL_SHARED_KEYS if k in p.eval_set or k == "format"},
-                 **({"max_new_tokens": p.bfcl_max_new_tokens} if p.bfcl_max_new_tokens else {})}
+    dest, overrides = bfcl_plan(p, who, folder, adapter, gate, suffix, reuse)
     with ex.stage(f"BFCL {who}", timings):
         if finished(dest):  # rescored from its record
             rescore_bfcl(dest, BFCLParams(**overrides).resolved())
@@ -354,7 +350,8 @@ def evaluate_untrained(p: HeadlineParams, report: Path, specs: dict[str, str], k
                        timings: dict[str, float], command: str) -> tuple[dict[str, Path], Path | None]:
     """The untrained model on the recipe's sets and BFCL; its latest rows in <report>/untrained/results.json."""
     base = evaluate_sets(p, "untrained", report / "untrained", {}, specs, keys, timings)
-    base_bfcl = run_bfcl(p, "untrained", report / "untrained", {}, timings) if p.bfcl else None
+    base_bfcl = (run_bfcl(p, "untrained", report / "untrained", {}, timings) if p.bfcl
+                 else recorded_bfcl(*bfcl_plan(p, "untrained", report / "untrained", {})))
     write_json(report / "untrained" / "results.json", {
         "model": p.model, "command": command,
         "evals": {w: {"dir": shown(d), **kinetic_row(w, results_of(d))} for w, d in base.items()},

@@ -7,9 +7,12 @@ beside evaluations recorded from an earlier one."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
+from common import bfcl_data
 from common.bfcl.params import BFCLParams
 from common.bfcl.report import score as bfcl_score
 from common.errors import UserError
@@ -26,6 +29,20 @@ from common.sources import BFCL_PREFIX, SUITE_PREFIX, load_data
 # path (the folder's name carries the split's content hash).
 MACHINE_KEYS = ("backend", "dtype", "data")
 BFCL_KEYS = ("model", "adapter", "categories", "limit", "call_gate", "max_new_tokens", "format", "seed")
+
+
+def bfcl_folder(folder: Path, p: Any, fmt: str, adapter: dict[str, Any], suffix: str = "") -> Path:
+    """Where a model's BFCL run lives under `folder` (`p`: the headline's parameters, `fmt` the answer
+    format): an adapter's in `bfcl<suffix>`; the untrained model's suffixed by nothing for the default
+    run, else by a hash of what changes its predictions (format, categories, limit, answer cap), so no
+    recipe reuses another's."""
+    what = {"format": fmt, "categories": p.bfcl_categories, "limit": p.bfcl_limit,
+            "max_new_tokens": p.bfcl_max_new_tokens}
+    default = {"format": "hermes", "categories": list(bfcl_data.BENCHMARK_CATEGORIES), "limit": None,
+               "max_new_tokens": None}
+    key = "" if what == default else "-" + (
+        hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:8])
+    return folder / ("bfcl" + ("" if adapter else key) + suffix)
 
 
 def answered(folder: Path) -> bool:
@@ -84,15 +101,35 @@ def rescore(dest: Path, planned: EvalParams, spec: str) -> None:
     score(dest, load_data(spec, planned.limit))  # restores the archive; refuses answers to changed prompts
 
 
-def rescore_bfcl(dest: Path, planned: BFCLParams) -> None:
-    """A finished BFCL run scored again from its record, once it matches `planned`."""
+def check_bfcl_record(dest: Path, planned: BFCLParams) -> None:
+    """A finished BFCL run stands only for the same model, adapter, categories and decoding."""
     had = read_json(dest / "params.json", "BFCL parameters")
     if had.get("format") is None:  # recorded before BFCL resolved the format up front: what each category ran in
         ran = {str(read_json(dest / c / "run.json", "run record").get("params", {}).get("format"))
                for c in had["categories"]}
         had["format"] = ran.pop() if len(ran) == 1 else sorted(ran)
     check_record(dest, {k: had.get(k) for k in BFCL_KEYS}, {k: getattr(planned, k) for k in BFCL_KEYS})
+
+
+def rescore_bfcl(dest: Path, planned: BFCLParams) -> None:
+    """A finished BFCL run scored again from its record, once it matches `planned`."""
+    check_bfcl_record(dest, planned)
     bfcl_score(dest)  # each category through runner.score: restored, answers to changed prompts refused
+
+
+def recorded_bfcl(dest: Path, overrides: dict[str, Any]) -> Path | None:
+    """`bfcl: false`: the untrained model's finished BFCL run at `dest`, kept as measured (not
+    rescored: its answers may be to older prompts, which the report marks), where it was made with
+    the settings `overrides` plan; else None, and why."""
+    if not finished(dest):
+        return None
+    try:
+        check_bfcl_record(dest, BFCLParams(**overrides).resolved())
+    except UserError as err:
+        print(f"BFCL not run (bfcl: false), and the untrained model's recorded BFCL row left out: {err}", flush=True)
+        return None
+    print(f"BFCL not run (bfcl: false); the untrained model's recorded BFCL row stands: {shown(dest)}", flush=True)
+    return dest
 
 
 def weights_sha256(run: Path) -> str:

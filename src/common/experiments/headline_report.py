@@ -223,22 +223,33 @@ def paired_rows(paired_sets: dict[str, Any]) -> list[str]:
     return lines
 
 
-def not_paired_rows(evals: dict[str, Any]) -> list[str]:
-    """The recipe's own rows while the untrained model has no evaluation to pair them with."""
-    return ["The untrained model has not been evaluated on these sets yet (the recipe ran with `untrained: false`); "
-            "the recipe's command without that override adds it, resuming every recorded stage.", "",
-            "| set | n | recipe | untrained |", "|---|---|---|---|",
-            *(f"| {SET_TEXT[w]} | {e['n']} | {pct(e['accuracy'])} | not evaluated yet |" for w, e in evals.items())]
+def unpaired(evals: dict[str, Any], paired_sets: dict[str, Any]) -> list[str]:
+    """The sets of `evals` that `paired_sets` leaves out."""
+    return [w for w in evals if w not in paired_sets]
 
 
-def unpaired_note(evals: dict[str, Any], paired_sets: dict[str, Any], why: dict[str, str] | None) -> list[str]:
+def not_paired_rows(evals: dict[str, Any], why: dict[str, str] | None = None) -> list[str]:
+    """The recipe's own rows while no evaluation of the untrained model pairs them: none made yet,
+    or (`why`, recorded by an `untrained: false` run) none that still stands, each set's reason below."""
+    intro = ("No standing evaluation of the untrained model pairs these sets (the recipe ran with `untrained: false`); "
+             "why, set by set, below." if why else
+             "The untrained model has not been evaluated on these sets yet (the recipe ran with `untrained: false`); "
+             "the recipe's command without that override adds it, resuming every recorded stage.")
+    return [intro, "", "| set | n | recipe | untrained |", "|---|---|---|---|",
+            *(f"| {SET_TEXT[w]} | {e['n']} | {pct(e['accuracy'])} | {'not paired' if why else 'not evaluated yet'} |"
+              for w, e in evals.items()), *(unpaired_note(evals, {}, why) if why else [])]
+
+
+def unpaired_note(evals: dict[str, Any], paired_sets: dict[str, Any], why: dict[str, str] | None,
+                  named: Any = ()) -> list[str]:
     """The sets the recipe was evaluated on that no standing untrained evaluation pairs, each with
-    the reason the run recorded (`untrained: false`)."""
-    left = [w for w in evals if w not in paired_sets]
+    the reason the run recorded (`untrained: false`); a set already `named` above is only referred to."""
+    left = unpaired(evals, paired_sets)
     if not left:
         return []
     return ["", "Not paired with the untrained model:", "",
-            *(f"- {SET_TEXT[w]}: {(why or {}).get(w, 'no untrained evaluation recorded')}" for w in left)]
+            *(f"- {SET_TEXT[w]}: " + ("as above" if w in named else (why or {}).get(w, "no untrained evaluation recorded"))
+              for w in left)]
 
 
 def untrained_bfcl(found: dict[str, dict[str, Any]], report: Path) -> dict[str, Any] | None:
@@ -278,14 +289,15 @@ def write_report(report: Path, headline: str, target: str | None = None) -> Path
                    "that never calls scores a set's share of requests that need no call, so the last two columns "
                    "split each set by what its requests need."), "",
                   *(paired_rows(head["paired"]) + unpaired_note(head["evals"], head["paired"], head.get("unpaired"))
-                    if head["paired"] else not_paired_rows(head["evals"])), ""]
+                    if head["paired"] else not_paired_rows(head["evals"], head.get("unpaired"))), ""]
         if head.get("gated") and head["gated"]["paired"]:
             lines += [(f"With the call gate chosen on the dev split ({gate_text(head['gated']['gate'])}; on dev it "
                        f"calls on {pct(head['gated']['gate']['call_recall'])} of the requests that need a call; the "
                        "dev row is where the threshold was chosen"
                        + copied_text(head["gated"].get("answers_copied")) + "):"), "",
                       *paired_rows(head["gated"]["paired"]),
-                      *unpaired_note(head["gated"]["evals"], head["gated"]["paired"], head.get("unpaired")), ""]
+                      *unpaired_note(head["gated"]["evals"], head["gated"]["paired"], head.get("unpaired"),
+                                     named=unpaired(head["evals"], head["paired"])), ""]
     lines += ["## Ablations: what each ingredient adds", ""]
     if not found:
         lines += ["No recipe has finished yet: each fills a row here as it finishes "

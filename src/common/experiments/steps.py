@@ -40,7 +40,11 @@ def stage(name: str, timings: dict[str, float]):
     """Print a stage's start and end with its wall time; record the seconds in `timings`."""
     print(f"==> {name}", flush=True)
     t = time.perf_counter()
-    yield
+    try:
+        yield
+    except BaseException:  # a refusal, an error or Ctrl-C: the start line gets its end line too
+        print(f"<== {name}: stopped after {time.perf_counter() - t:.0f} s", flush=True)
+        raise
     timings[name] = round(time.perf_counter() - t, 1)
     print(f"<== {name}: {timings[name]:.0f} s", flush=True)
 
