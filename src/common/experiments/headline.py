@@ -15,8 +15,9 @@ runs/, a recipe whose evaluations are all recorded is rescored from them, not re
    then on BFCL's five non-live categories (`common.bfcl`, scored by BFCL's own checker);
 4. the untrained model on the same sets, once for every recipe (its folders are keyed by the
    split's content hash, so a recipe whose dev split differs gets its own; `fine_tuned: false`
-   runs this stage alone; `bfcl: false` keeps its recorded BFCL row as measured; `untrained: false` generates nothing for it and pairs the recipe with
-   its recorded evaluations that still stand, naming each set left unpaired and why);
+   runs this stage alone; `bfcl: false` keeps its recorded BFCL row as measured; `untrained: false`
+   generates nothing for it and pairs the recipe with its recorded evaluations that still stand,
+   naming each set left unpaired and why);
 5. `<report>/README.md` from every finished recipe under `<report>`: BFCL beside the published
    small models, the headline recipe against the untrained model on each set (paired), and
    the ablation table.
