@@ -85,6 +85,24 @@ def split_sha256(spec: str) -> str | None:
     return (card.get("splits", {}).get(split) or {}).get("content_sha256")
 
 
+def samples_sha256(path: Path, split: str, card: dict[str, Any] | None = None) -> str:
+    """The hash of a built split's samples alone (`datacard.samples_hash`: without the token counts
+    the build adds): what training and evaluation read. A card written before it existed (before
+    session 25) gets it computed from the stored rows, so an old build needs no rebuild."""
+    card = card or read_json(path / "data_card.json", "data card")
+    known = (card.get("splits", {}).get(split) or {}).get("samples_sha256")
+    if known:
+        return known
+    from common.data.datacard import samples_hash  # the data package imports this module
+    return samples_hash(stored_rows(path, split))
+
+
+def split_samples_sha256(spec: str) -> str | None:
+    """`samples_sha256` of a built split's spec (None for files, suites and BFCL)."""
+    built = built_split(spec)
+    return samples_sha256(*built) if built else None
+
+
 def portable_data(spec: str) -> str:
     """A data spec as a run records it: a file or a build by its portable path."""
     if spec.startswith((SUITE_PREFIX, BFCL_PREFIX)):
@@ -105,8 +123,8 @@ def from_row(row: dict[str, Any]) -> Sample:
     return Sample.model_validate(decode_row(row))
 
 
-def load_split(path: str | Path, split: str = "eval") -> list[Sample]:
-    """The samples of one split of a build directory (`data/<name>`)."""
+def stored_rows(path: str | Path, split: str = "eval") -> list[dict[str, Any]]:
+    """The rows of one split of a build directory as stored (nested fields as JSON strings)."""
     # `datasets` takes seconds to import, and only built splits need it
     from datasets import load_from_disk
 
@@ -118,5 +136,10 @@ def load_split(path: str | Path, split: str = "eval") -> list[Sample]:
     data = load_from_disk(str(target))
     if split not in data:
         raise UserError(f"{path} has no split {split!r}; it has {list(data)}")
-    return validate_rows([(f"{path}:{split}[{i}]", decode_row(r)) for i, r in enumerate(data[split])],
+    return list(data[split])
+
+
+def load_split(path: str | Path, split: str = "eval") -> list[Sample]:
+    """The samples of one split of a build directory (`data/<name>`)."""
+    return validate_rows([(f"{path}:{split}[{i}]", decode_row(r)) for i, r in enumerate(stored_rows(path, split))],
                          f"{path}:{split}")

@@ -3,7 +3,9 @@
 A build directory holds `dataset/` (a `datasets.DatasetDict` with `train` and
 `eval`), `data_card.json` (counts per toolkit, scenario and source, prompt-length
 percentiles in tokens, what the filter dropped, the catalog report, the leakage
-check, the parameters and provenance, and a content hash per split) and
+check, the parameters and provenance, and two hashes per split: `content_sha256` of the
+stored rows and `samples_sha256` of the samples alone, without the token counts the build
+adds) and
 `data_card.png`. Nested fields (tools, messages, expected calls) are stored as JSON
 strings because tool schemas differ in shape and Arrow needs one schema per column.
 """
@@ -31,11 +33,23 @@ def to_row(sample: Sample, prompt_tokens: int) -> dict[str, Any]:
     return row
 
 
+# What `to_row` adds to a sample: counted with the tokenizer and prompt renderer of the build's
+# day (session 22's renderer fix changed `prompt_tokens` on a fifth of the live rows, not one
+# request). Training and evaluation render every prompt again, so these are not what they read.
+DERIVED_FIELDS = ("prompt_tokens", "n_tools")
+
+
 def content_hash(rows: list[dict[str, Any]]) -> str:
     digest = hashlib.sha256()
     for row in rows:
         digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
     return digest.hexdigest()
+
+
+def samples_hash(rows: list[dict[str, Any]]) -> str:
+    """The hash of a split's samples without `DERIVED_FIELDS`: what names its evaluation folders and
+    says whether a rebuild changed what a run read (a new renderer alone does not)."""
+    return content_hash([{k: v for k, v in row.items() if k not in DERIVED_FIELDS} for row in rows])
 
 
 def save_splits(splits: dict[str, list[dict[str, Any]]], out: Path) -> None:
@@ -64,7 +78,7 @@ def split_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "sources": count("source"), "calls_per_sample": {str(k): v for k, v in sorted(calls.items())},
             "tools_per_prompt": percentiles([r["n_tools"] for r in rows]),
             "prompt_tokens": percentiles([r["prompt_tokens"] for r in rows]),
-            "content_sha256": content_hash(rows)}
+            "content_sha256": content_hash(rows), "samples_sha256": samples_hash(rows)}
 
 
 def plot_card(card: dict[str, Any], splits: dict[str, list[dict[str, Any]]], path: Path) -> None:

@@ -51,6 +51,8 @@ from common.experiments.headline_records import (
     recorded_spec,
     rescore,
     rescore_bfcl,
+    split_key,
+    trained_on_split,
     weights_sha256,
 )
 from common.experiments.headline_report import PUBLISHED, bfcl_summary, published, write_report
@@ -65,7 +67,7 @@ from common.params import (
     overrides_of,
 )
 from common.provenance import provenance, reports_root, shown
-from common.sources import load_data
+from common.sources import load_data, samples_sha256
 from common.tracking import WandbMode
 from common.training.params import SFTParams
 
@@ -133,10 +135,6 @@ class HeadlineParams(BaseModel):
 def data_spec(which: str, build_dir: Path, held_out_dir: Path) -> str:
     return {"dev": shown(build_dir), "transfer": f"{shown(build_dir)}:transfer", "held_out": shown(held_out_dir),
             "suite": "suite:everyday_tools"}[which]
-
-
-def split_hash(card: dict[str, Any], split: str) -> str:
-    return card["splits"][split]["content_sha256"][:8]
 
 
 def evaluate_sets(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any], specs: dict[str, str],
@@ -208,17 +206,6 @@ def dev_gate(p: HeadlineParams, dev_dir: Path, spec: str) -> dict[str, Any]:
     return {**chosen, "chosen_on": shown(dev_dir), "data": spec}
 
 
-def trained_on_split(tr: dict[str, Any], card: dict[str, Any], build_dir: Path) -> str | None:
-    """The train split's hash the run recorded (None before it did); a warning when the build has changed since."""
-    had = ((tr.get("data") or {}).get("train") or {}).get("split_sha256")
-    now = card["splits"]["train"]["content_sha256"]
-    if had and had != now:
-        print(f"warning: {shown(ex.run_dir(tr))} trained on another build of {shown(build_dir)} (train split "
-              f"{had[:8]}, now {now[:8]}); the report says so. Delete that run folder and the recipe's report "
-              "folder to train and evaluate on this build.", flush=True)
-    return had
-
-
 def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -245,8 +232,9 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     with ex.stage(f"build the data ({data_p.name})", timings):
         card = in_fresh_process(build, data_p)
     specs = {w: data_spec(w, build_dir, held_p.out_dir()) for w in SETS}
-    keys = {w: f"-{split_hash(c, split)}" for w, c, split in (("dev", card, "eval"), ("transfer", card, "transfer"),
-                                                                ("held_out", held_card, "eval")) if w in p.sets}
+    keys = {w: split_key(d, c, split) for w, d, c, split in (
+        ("dev", build_dir, card, "eval"), ("transfer", build_dir, card, "transfer"),
+        ("held_out", held_p.out_dir(), held_card, "eval")) if w in p.sets}
     if not p.fine_tuned:
         return untrained_only(p, report, specs, keys, timings, started, command)
     with ex.stage(f"train {p.recipe}", timings):
@@ -281,7 +269,8 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
         "params": p.model_dump(), "data": {"build": shown(build_dir), "params": card["params"],
                                            "trained_on_sha256": trained_on,
                                            "live": card.get("live"), "splits": {
-                                               k: {"samples": v["samples"], "sha256": v["content_sha256"]}
+                                               k: {"samples": v["samples"], "sha256": samples_sha256(build_dir, k, card),
+                                                   "content_sha256": v["content_sha256"]}
                                                for k, v in card["splits"].items()}},
         "train": ex.training_summary(tr), "recipe_text": recipe_text(tr["params"], tr.get("precision")),
         "evals": {w: {"dir": shown(d), **kinetic_row(w, results_of(d)), "by_category": by_category(d, specs[w])}

@@ -179,7 +179,7 @@ def trained_on_text(r: dict[str, Any]) -> str:
     had, now = r["data"].get("trained_on_sha256"), r["data"]["splits"]["train"]["sha256"]
     if had is None:
         return " (The training run did not record its split's hash: runs made before commit 3d3e321 did not.)"
-    return "" if had == now else (f" **The adapter trained on another build of this data** (train split sha256 "
+    return "" if had == now else (f" **The adapter trained on another build of this data** (train samples "
                                   f"{had[:8]}, the build now {now[:8]}).")
 
 
