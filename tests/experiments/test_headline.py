@@ -217,13 +217,13 @@ def _recount_tokens(build):
     import shutil
 
     from common.data import datacard
-    from common.sources import stored_rows
+    from common.sources import content_hash, stored_rows
     card = json.loads((build / "data_card.json").read_text())
     splits = {k: [{**r, "prompt_tokens": r["prompt_tokens"] + 1} for r in stored_rows(build, k)] for k in card["splits"]}
     shutil.rmtree(build / "dataset")
     datacard.save_splits(splits, build)
     for k, rows in splits.items():
-        card["splits"][k]["content_sha256"] = datacard.content_hash(rows)
+        card["splits"][k]["content_sha256"] = content_hash(rows)
         del card["splits"][k]["samples_sha256"]
     (build / "data_card.json").write_text(json.dumps(card))
 
@@ -239,7 +239,7 @@ def _recipe_results(name: str, trained_on: str | None) -> dict:
 
 @pytest.mark.parametrize(("trained_on", "said"), [
     ("a" * 64, None),
-    ("b" * 64, ("trained on another build of this data** (train split sha256 bbbbbbbb, the build "
+    ("b" * 64, ("trained on another build of this data** (train samples bbbbbbbb, the build "
                 "now aaaaaaaa)")),
     (None, "did not record its split's hash")])
 def test_the_report_says_when_an_adapter_trained_on_another_build(tmp_path, trained_on, said):
@@ -248,7 +248,7 @@ def test_the_report_says_when_an_adapter_trained_on_another_build(tmp_path, trai
         (tmp_path / name / "results.json").write_text(json.dumps(_recipe_results(name, had)))
     text = headline.write_report(tmp_path, "full").read_text()
     assert ("another build" in text) == (said is not None and "another" in said)
-    assert ("| `other` † |" in text) == (trained_on == "b" * 64)
+    assert ("| `other` † |" in text) == (trained_on == "b" * 64) == ("† trained on an earlier build" in text)
     # no untrained rows yet: the recipe's own rows, and what adds the untrained model's
     assert "| dev split (live toolkits held back; recipes are chosen here) | 4 | 50.0% | not evaluated yet |" in text
     if said:

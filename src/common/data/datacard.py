@@ -12,7 +12,6 @@ strings because tool schemas differ in shape and Arrow needs one schema per colu
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from common.samples import Sample
-from common.sources import JSON_FIELDS
+from common.sources import JSON_FIELDS, content_hash, samples_hash
 
 
 def to_row(sample: Sample, prompt_tokens: int) -> dict[str, Any]:
@@ -31,25 +30,6 @@ def to_row(sample: Sample, prompt_tokens: int) -> dict[str, Any]:
     row["prompt_tokens"] = prompt_tokens
     row["n_tools"] = len(sample.tools)
     return row
-
-
-# What `to_row` adds to a sample: counted with the tokenizer and prompt renderer of the build's
-# day (session 22's renderer fix changed `prompt_tokens` on a fifth of the live rows, not one
-# request). Training and evaluation render every prompt again, so these are not what they read.
-DERIVED_FIELDS = ("prompt_tokens", "n_tools")
-
-
-def content_hash(rows: list[dict[str, Any]]) -> str:
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
-    return digest.hexdigest()
-
-
-def samples_hash(rows: list[dict[str, Any]]) -> str:
-    """The hash of a split's samples without `DERIVED_FIELDS`: what names its evaluation folders and
-    says whether a rebuild changed what a run read (a new renderer alone does not)."""
-    return content_hash([{k: v for k, v in row.items() if k not in DERIVED_FIELDS} for row in rows])
 
 
 def save_splits(splits: dict[str, list[dict[str, Any]]], out: Path) -> None:

@@ -14,7 +14,7 @@ runs/, a recipe whose evaluations are all recorded is rescored from them, not re
 3. the adapter on each evaluation set of `sets` (dev first: the split recipes are chosen on),
    then on BFCL's five non-live categories (`common.bfcl`, scored by BFCL's own checker);
 4. the untrained model on the same sets, once for every recipe (its folders are keyed by the
-   split's content hash, so a recipe whose dev split differs gets its own; `fine_tuned: false`
+   hash of the split's samples, so a recipe whose dev split differs gets its own; `fine_tuned: false`
    runs this stage alone; `bfcl: false` keeps its recorded BFCL row as measured; `untrained: false`
    generates nothing for it and pairs the recipe with its recorded evaluations that still stand,
    naming each set left unpaired and why);

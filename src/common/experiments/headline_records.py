@@ -43,13 +43,16 @@ def trained_on_split(tr: dict[str, Any], card: dict[str, Any], build_dir: Path) 
     """The hash of the train samples the run read (None before runs recorded one); a warning when
     the build holds other samples now. A run from before session 25 recorded only its stored rows'
     hash: the build's samples hash stands for it when the rows are the same, else that old hash
-    does (it differs from any samples hash, so the run is marked as trained on another build)."""
+    does (it differs from any samples hash, so the run is marked as trained on another build, even
+    where only token counts differ: an old record cannot tell)."""
     rec = (tr.get("data") or {}).get("train") or {}
+    if not rec.get("samples_sha256") and not rec.get("split_sha256"):
+        return None
     now = samples_sha256(build_dir, "train", card)
     had = rec.get("samples_sha256")
-    if had is None and rec.get("split_sha256"):
+    if had is None:
         had = now if rec["split_sha256"] == card["splits"]["train"]["content_sha256"] else rec["split_sha256"]
-    if had and had != now:
+    if had != now:
         print(f"warning: {shown(run_dir(tr))} trained on another build of {shown(build_dir)} (train samples "
               f"{had[:8]}, now {now[:8]}); the report says so. Delete that run folder and the recipe's report "
               "folder to train and evaluate on this build.", flush=True)
@@ -98,7 +101,7 @@ def check_record(dest: Path, had: dict[str, Any], now: dict[str, Any]) -> None:
 
 def recorded_spec(folders: list[Path | None], spec: str) -> str:
     """The data spec the first recorded evaluation among `folders` read, where this machine has it:
-    another recipe's build of the same split (the folders carry its content hash) holds the same
+    another recipe's build of the same split (the folders carry its samples' hash) holds the same
     samples, so its evaluation stands; else `spec`."""
     for d in folders:
         if d and (d / "run.json").is_file():
