@@ -20,9 +20,18 @@ class UserError(ValueError):
     A ValueError, so code that guarded against ValueError still does."""
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help as written (descriptions and the parameter list keep their lines), each option's
+    default after its meaning."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, with a usage mistake reported in one line like every other user
-    error (argparse itself prints the usage block, then exits)."""
+    error (argparse itself prints the usage block, then exits), and `HelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{self.prog}: {message} (see --help)")
