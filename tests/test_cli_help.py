@@ -51,22 +51,25 @@ def test_help_gives_each_option_and_parameter_its_meaning_and_default(module, ar
         made.append(self)
 
     monkeypatch.setattr(ArgumentParser, "__init__", keep)
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps to the terminal, which may cut a long default path
     with pytest.raises(SystemExit) as done:
         importlib.import_module(module).main([*argv, "--help"])
     assert done.value.code == 0
-    text = flat(capsys.readouterr().out)
+    raw = capsys.readouterr().out
+    text = flat(raw)
     shown = made[-1] if not argv or argv == ["generate"] else next(p for p in made if p.prog.endswith(argv[0]))
     for action in shown._actions:
         if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
             continue
         assert action.help, f"{module}: {action.dest} has no help"
         assert flat(action.help) in text
-        if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS):
-            assert f"(default: {action.default})" in text, (module, action.dest)
+        shows_default = action.option_strings and not (action.default is None or action.default is False
+                                                       or action.default in ([], argparse.SUPPRESS))
+        assert (f"(default: {action.default})" in text) == bool(shows_default), (module, action.dest)
     for cls in classes:
         for name, field in cls.model_fields.items():
             assert field.description, f"{cls.__name__}.{name} has no description"
-            assert f"{name} = " in text and flat(field.description) in text, (cls.__name__, name)
+            assert f"\n  {name} = " in raw and flat(field.description) in text, (cls.__name__, name)
 
 
 def test_the_parameter_list_gives_defaults_as_yaml_and_stages_share_what_they_share():

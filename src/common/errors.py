@@ -22,7 +22,13 @@ class UserError(ValueError):
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """--help as written (descriptions and the parameter list keep their lines), each option's
-    default after its meaning."""
+    default after its meaning where it has one (not None, a flag's False or an empty list: those
+    take theirs from the parameter files, listed below the options)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class ArgumentParser(argparse.ArgumentParser):

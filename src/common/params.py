@@ -113,8 +113,9 @@ def _entry(cls: type[BaseModel], name: str) -> list[str]:
             default = default.strip().removesuffix("...").strip()  # a scalar's document end marker
         except yaml.YAMLError:  # a value YAML cannot write (none so far): as Python shows it
             default = repr(value)
-    return [f"  {name} = {default}", *textwrap.wrap(field.description or "(no description)", width=96,
-                                                    initial_indent="      ", subsequent_indent="      ")]
+    return [f"  {name} = {default}", *textwrap.wrap(field.description or "(no description)", width=96, break_on_hyphens=False,
+                                                    break_long_words=False, initial_indent="      ",
+                                                    subsequent_indent="      ")]
 
 
 class Replace:

@@ -48,7 +48,8 @@ class DataParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field("offline-default", description="build name; the output goes to data/<name>")
     out: str | None = Field(None, description="output directory (default data/<name>)")
-    seed: int = Field(0, description="seed of every draw in the build (requests, values, distractors, augmentation)")
+    seed: int = Field(0, description="seed of the build's draws (requests, values, distractors, augmentation; "
+                      "the written eval split has eval_seed)")
     # catalog
     catalog_sources: list[Literal["bfcl", "jsonl", "composio"]] = Field(
         ["bfcl"], description="where tool schemas come from: bfcl (the bfcl-eval wheel's live and multi-turn "
@@ -57,7 +58,8 @@ class DataParams(BaseModel):
     composio_toolkits: list[str] = Field(default_factory=list, description="toolkits to fetch (needs COMPOSIO_API_KEY)")
     top_toolkits: int | None = Field(20, description="keep the N largest toolkits (ignored when `toolkits` is set)")
     toolkits: list[str] = Field(default_factory=list, description="keep exactly these toolkits")
-    min_toolkit_tools: int = Field(3, ge=1, description="a toolkit with fewer tools is left out of the catalog")
+    min_toolkit_tools: int = Field(3, ge=1, description="a toolkit with fewer tools is left out of the catalog "
+                                   "(unless named in toolkits)")
     # requests
     request_sources: list[Literal["offline", "bfcl_live", "teacher", "xlam"]] = Field(
         ["offline", "bfcl_live"], description="who writes the requests: offline (the typed writer), bfcl_live "
@@ -66,16 +68,19 @@ class DataParams(BaseModel):
     teacher: Literal["openai", "local"] | None = Field(
         None, description="request source teacher: openai (any OpenAI-compatible server) or local (a registry model)")
     teacher_model: str | None = Field(None, description="the teacher's model name (openai) or registry name (local)")
-    teacher_base_url: str | None = Field(None, description="the OpenAI-compatible server's URL; null: OpenAI's")
+    teacher_base_url: str | None = Field(None, description="the endpoint, needed with teacher: openai (e.g. "
+                                             "https://api.openai.com/v1, http://localhost:8000/v1)")
     teacher_api_key_env: str = Field("OPENAI_API_KEY", description="the environment variable holding the teacher's "
                                      "API key (the key itself is never a parameter)")
     xlam_samples: int = Field(0, ge=0, description="xLAM-60k samples added to training (source xlam)")
     # prompts
-    tools_per_prompt: int = Field(10, ge=1, description="tools offered per prompt: the needed ones plus distractors")
-    max_description_chars: int | None = Field(None, ge=20, description="cut each tool description to this "
-                                              "many characters; null: keep whole")
+    tools_per_prompt: int = Field(10, ge=1, description="tools offered per prompt: the needed ones plus distractors "
+                                  "(a real request's own tools are never cut, so it may offer more)")
+    max_description_chars: int | None = Field(None, ge=20, description="written mixes: cut each tool's and "
+                                              "parameter's description to this many characters; null: keep whole")
     max_prompt_tokens: int | None = Field(None, ge=64, description="drop distractors (never a needed tool) until "
-                                          "a prompt fits in this many tokens of `tokenizer`; null: no cap")
+                                          "a prompt fits in this many tokens of `tokenizer`; a prompt that still "
+                                          "does not fit is dropped (counted as prompt_too_long); null: no cap")
     optional_rate: float = Field(0.3, ge=0, le=1, description="written requests: chance that each optional "
                                  "argument is used")
     tokenizer: str = Field("smollm2-135m-instruct", description="tokenizer that counts prompt tokens (the card's "
@@ -85,7 +90,8 @@ class DataParams(BaseModel):
     mix: Literal["balanced", "generic", "live"] = Field(
         "balanced", description="balanced / generic: written requests per catalog toolkit (+ real ones up to "
         "real_fraction); live: BFCL-live's real requests as the backbone (common.data.live)")
-    samples_per_toolkit: int = Field(120, ge=1, description="balanced mix: samples written per toolkit")
+    samples_per_toolkit: int = Field(120, ge=1, description="written mixes: samples per toolkit (generic: the "
+                                     "average, Zipf-weighted)")
     generic_zipf: float = Field(1.3, gt=0, description="generic mix: toolkit k gets a share ~ 1/k^zipf")
     scenario_mix: dict[str, float] = Field(
         {"single": 0.4, "parallel": 0.2, "sequential": 0.1, "no_tool": 0.15, "missing_info": 0.15},
@@ -109,8 +115,9 @@ class DataParams(BaseModel):
     live_exclude_eval_of: list[str] = Field(default_factory=list, description="live mix: builds whose eval "
                                             "requests stay out of this build (another held-out set)")
     # splits
-    eval_size: int = Field(300, ge=0, description="written mixes: samples in the eval split, drawn per scenario")
-    eval_seed: int = Field(42, description="seed of the eval split's draw")
+    eval_size: int = Field(300, ge=0, description="written mixes: samples in the eval split, drawn per scenario "
+                                  "(unused with eval_from)")
+    eval_seed: int = Field(42, description="written mixes: seed of the eval split's draw")
     eval_from: str | None = Field(None, description="reuse the eval split of this build (and keep training disjoint from it)")
     unseen_tools_fraction: float = Field(0.0, ge=0, lt=1, description="hold out this share of each toolkit's tools for eval only")
     quality_filter: bool = Field(True, description="drop what the quality filter rejects; false keeps it in the "

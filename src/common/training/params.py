@@ -55,7 +55,8 @@ class TrainParams(ModelSpec):
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of the steps the learning rate warms up")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
-    seed: int = Field(42, description="seed of the initialisation, data order and the `limit` draw")
+    seed: int = Field(42, description="seed of the initialisation, the data order and every draw (SFT's limit and "
+                      "eval_limit samples; DPO's pair prompts, sampled answers and corruptions)")
     device: str = Field("auto", description="auto (cuda when there is one), cpu, cuda")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto: bf16 on a GPU that has it and on a CPU fast at it (AVX512-BF16/AMX), else fp32")
