@@ -28,7 +28,6 @@ beside the plain rows.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
 from pathlib import Path
@@ -391,10 +390,9 @@ def by_category(eval_dir: Path, spec: str) -> dict[str, dict[str, Any]] | None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = ArgumentParser(prog="python -m common.experiments.headline", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m common.experiments.headline", description=__doc__.split("\n\n")[0])
     parser.add_argument("params", nargs="*", default=["params/headline.yaml"], help="YAML files, merged in order")
-    add_set_argument(parser, list(HeadlineParams.model_fields))
+    add_set_argument(parser, HeadlineParams)
     args = parser.parse_args(argv)
     command = invocation("python -m common.experiments.headline", args.params, args)
     return run(load_params(HeadlineParams, args.params, overrides_of(args)), command)
