@@ -63,8 +63,9 @@ def test_help_gives_each_option_and_parameter_its_meaning_and_default(module, ar
             continue
         assert action.help, f"{module}: {action.dest} has no help"
         assert flat(action.help) in text
-        shows_default = action.option_strings and not (action.default is None or action.default is False
-                                                       or action.default in ([], argparse.SUPPRESS))
+        # argparse shows the default of an option, or of a positional that may be left out
+        shows_default = (action.option_strings or action.nargs in ("?", "*")) and not (
+            action.default is None or action.default is False or action.default in ([], argparse.SUPPRESS))
         assert (f"(default: {action.default})" in text) == bool(shows_default), (module, action.dest)
     for cls in classes:
         for name, field in cls.model_fields.items():
