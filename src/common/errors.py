@@ -20,9 +20,24 @@ class UserError(ValueError):
     A ValueError, so code that guarded against ValueError still does."""
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help as written (descriptions and the parameter list keep their lines), each option's
+    default after its meaning where it has one (not None, a flag's False or an empty list: those
+    take theirs from the parameter files, listed below the options)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's parser, with a usage mistake reported in one line like every other user
-    error (argparse itself prints the usage block, then exits)."""
+    error (argparse itself prints the usage block, then exits), and `HelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{self.prog}: {message} (see --help)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import textwrap
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,8 +54,8 @@ class ModelSpec(BaseModel):
     format: str | None = Field(None, description="tool-call format; default: the model's own")
     device: str = Field("cpu", description="cpu, cuda, cuda:1, ...")
     wandb: WandbMode = Field("auto", description="online, offline, disabled, or auto (WANDB_MODE, else offline)")
-    wandb_project: str = "toolcall-lab"
-    wandb_group: str | None = None
+    wandb_project: str = Field("toolcall-lab", description="W&B project")
+    wandb_group: str | None = Field(None, description="W&B group; default: the experiment")
 
     @field_validator("format")
     @classmethod
@@ -64,16 +65,57 @@ class ModelSpec(BaseModel):
         return v
 
 
-def add_set_argument(parser: argparse.ArgumentParser, names: list[str] | None = None, dest: str = "set") -> None:
+def add_set_argument(parser: argparse.ArgumentParser,
+                     params: type[BaseModel] | dict[str, type[BaseModel]] | None = None, dest: str = "set") -> None:
     """`--set KEY=VALUE ...` and `--replace KEY=VALUE ...`, repeatable, the same in every command
-    (read them back with `overrides_of(args, dest)`)."""
+    (read them back with `overrides_of(args, dest)`); `params`, the command's parameter class (or a
+    class per stage), is listed after the options, each key with its default and meaning."""
     parser.add_argument("--set", dest=dest, nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override parameters (each value read as YAML; a dotted key such as eval_set.limit=20 "
                         "reaches into a dict, and a dict value merges key by key)"
-                        + (f": {', '.join(names)}" if names else ""))
+                        + ("; the keys are listed below" if params else ""))
     parser.add_argument("--replace", dest=f"{dest}_replace", nargs="+", action="extend", default=[],
                         metavar="KEY=VALUE", help="as --set, but the value replaces a dict instead of merging into it")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
+    if params:
+        parser.epilog = parameters_help(params)
+
+
+def parameters_help(params: type[BaseModel] | dict[str, type[BaseModel]]) -> str:
+    """Each parameter of a command (`add_set_argument`): name and default, then its meaning. With a
+    class per stage, what every stage shares alike comes first, then what each adds or changes."""
+    groups = params if isinstance(params, dict) else {"": params}
+    classes = list(groups.values())
+    first = classes[0]
+    shared = [n for n in first.model_fields
+              if len(classes) > 1 and all(_entry(c, n) == _entry(first, n) for c in classes if n in c.model_fields)
+              and all(n in c.model_fields for c in classes)]
+    sections = [("parameters of every stage", first, shared)] if shared else []
+    sections += [(f"parameters{f' of {label}' if label else ''}", c, [n for n in c.model_fields if n not in shared])
+                 for label, c in groups.items()]
+    lines = []
+    for title, cls, names in sections:
+        lines += ["", f"{title} (keys of the YAML files and of --set KEY=VALUE; default after =):"]
+        for name in names:
+            lines += _entry(cls, name)
+    return "\n".join(lines).strip("\n")
+
+
+def _entry(cls: type[BaseModel], name: str) -> list[str]:
+    field = cls.model_fields[name]
+    if field.is_required():
+        default = "(required)"
+    else:
+        value = field.get_default(call_default_factory=True)
+        value = value.model_dump() if isinstance(value, BaseModel) else value
+        try:
+            default = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6)
+            default = default.strip().removesuffix("...").strip()  # a scalar's document end marker
+        except yaml.YAMLError:  # a value YAML cannot write (none so far): as Python shows it
+            default = repr(value)
+    return [f"  {name} = {default}", *textwrap.wrap(field.description or "(no description)", width=96, break_on_hyphens=False,
+                                                    break_long_words=False, initial_indent="      ",
+                                                    subsequent_indent="      ")]
 
 
 class Replace:

@@ -11,7 +11,6 @@ Run `python -m common.samples FILE` to validate a file and print its counts.
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from common.errors import UserError, cli
+from common.errors import ArgumentParser, UserError, cli
 from common.jsonio import json_lines
 from common.schemas import SchemaProblem, normalize_types, parameters_problems
 
@@ -269,7 +268,11 @@ def write_samples(samples: list[Sample], path: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    for path in argv if argv is not None else sys.argv[1:]:
+    parser = ArgumentParser(prog="python -m common.samples", description="Validate sample files (JSONL or JSON) "
+                            "and print their counts per scenario, toolkit and source.")
+    parser.add_argument("paths", nargs="+", metavar="FILE", help="sample files")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
+    for path in parser.parse_args(argv).paths:
         samples = read_samples(path)
         print(f"{path}: {len(samples)} samples")
         for key in ("scenario", "toolkit", "source"):

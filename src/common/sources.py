@@ -11,6 +11,7 @@ Every sample is validated where it enters (`samples.Sample`); an empty source is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from importlib import resources
@@ -29,6 +30,11 @@ BFCL_PREFIX = "bfcl:"
 # and Arrow needs one schema per column).
 JSON_FIELDS = ("tools", "messages", "expected_calls")
 SPLITS = ("train", "eval")
+# What a build adds to each stored sample (`datacard.to_row`): counted with the tokenizer and prompt
+# renderer of the build's day. Training and evaluation render every prompt again, so these are not
+# what they read; a new renderer changes them (session 22's fix changed `prompt_tokens` on 19% of
+# the live dev rows) and, through the token cap, rarely a sample (one train sample's tool list).
+DERIVED_FIELDS = ("prompt_tokens", "n_tools")
 
 
 def load_data(spec: str, limit: int | None = None) -> list[Sample]:
@@ -85,6 +91,37 @@ def split_sha256(spec: str) -> str | None:
     return (card.get("splits", {}).get(split) or {}).get("content_sha256")
 
 
+def content_hash(rows: list[dict[str, Any]]) -> str:
+    """SHA-256 of a split's stored rows, in order."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def samples_hash(rows: list[dict[str, Any]]) -> str:
+    """SHA-256 of a split's samples without `DERIVED_FIELDS`: what names its evaluation folders and
+    says whether a rebuild changed what a run read (token counts alone do not)."""
+    return content_hash([{k: v for k, v in row.items() if k not in DERIVED_FIELDS} for row in rows])
+
+
+def samples_sha256(path: Path, split: str, card: dict[str, Any] | None = None) -> str:
+    """The hash of a built split's samples alone (`samples_hash`: without the token counts the build
+    adds): what training and evaluation read. A card written before it existed (before
+    session 25) gets it computed from the stored rows, so an old build needs no rebuild."""
+    card = card or read_json(path / "data_card.json", "data card")
+    known = (card.get("splits", {}).get(split) or {}).get("samples_sha256")
+    if known:
+        return known
+    return samples_hash(stored_rows(path, split))
+
+
+def split_samples_sha256(spec: str) -> str | None:
+    """`samples_sha256` of a built split's spec (None for files, suites and BFCL)."""
+    built = built_split(spec)
+    return samples_sha256(*built) if built else None
+
+
 def portable_data(spec: str) -> str:
     """A data spec as a run records it: a file or a build by its portable path."""
     if spec.startswith((SUITE_PREFIX, BFCL_PREFIX)):
@@ -105,8 +142,8 @@ def from_row(row: dict[str, Any]) -> Sample:
     return Sample.model_validate(decode_row(row))
 
 
-def load_split(path: str | Path, split: str = "eval") -> list[Sample]:
-    """The samples of one split of a build directory (`data/<name>`)."""
+def stored_rows(path: str | Path, split: str = "eval") -> list[dict[str, Any]]:
+    """The rows of one split of a build directory as stored (nested fields as JSON strings)."""
     # `datasets` takes seconds to import, and only built splits need it
     from datasets import load_from_disk
 
@@ -118,5 +155,10 @@ def load_split(path: str | Path, split: str = "eval") -> list[Sample]:
     data = load_from_disk(str(target))
     if split not in data:
         raise UserError(f"{path} has no split {split!r}; it has {list(data)}")
-    return validate_rows([(f"{path}:{split}[{i}]", decode_row(r)) for i, r in enumerate(data[split])],
+    return list(data[split])
+
+
+def load_split(path: str | Path, split: str = "eval") -> list[Sample]:
+    """The samples of one split of a build directory (`data/<name>`)."""
+    return validate_rows([(f"{path}:{split}[{i}]", decode_row(r)) for i, r in enumerate(stored_rows(path, split))],
                          f"{path}:{split}")

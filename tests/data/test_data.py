@@ -234,6 +234,16 @@ def test_build_writes_balanced_splits_and_a_card(built):
     assert split_sha256(f"{out}:train") == card["splits"]["train"]["content_sha256"]
     assert split_sha256(str(out)) == card["splits"]["eval"]["content_sha256"]
     assert split_sha256("suite:everyday_tools") is None
+    # and of its samples alone, which names evaluation folders: a card from before that field gets it
+    # computed from the stored rows, and token counts of another renderer do not change it
+    from common.sources import content_hash, samples_hash, samples_sha256, split_samples_sha256, stored_rows
+    rows = stored_rows(out, "train")
+    assert content_hash(rows) == card["splits"]["train"]["content_sha256"]  # the rows come back as hashed
+    assert split_samples_sha256(f"{out}:train") == card["splits"]["train"]["samples_sha256"]
+    assert samples_sha256(out, "train", {"splits": {}}) == card["splits"]["train"]["samples_sha256"]
+    recounted = [{**r, "prompt_tokens": r["prompt_tokens"] + 1, "n_tools": 0} for r in rows]
+    assert samples_hash(recounted) == card["splits"]["train"]["samples_sha256"] != content_hash(recounted)
+    assert samples_hash([{**rows[0], "expected_calls": "[]"}, *rows[1:]]) != samples_hash(rows)
 
 
 def test_same_parameters_give_identical_datasets(built, tmp_path):
@@ -241,6 +251,7 @@ def test_same_parameters_give_identical_datasets(built, tmp_path):
     again = data.build(_params(tmp_path))
     assert again["splits"]["train"]["content_sha256"] == card["splits"]["train"]["content_sha256"]
     assert again["splits"]["eval"]["content_sha256"] == card["splits"]["eval"]["content_sha256"]
+    assert again["splits"]["train"]["samples_sha256"] == card["splits"]["train"]["samples_sha256"]
     other = data.build(_params(tmp_path / "o", seed=1))
     assert other["splits"]["train"]["content_sha256"] != card["splits"]["train"]["content_sha256"]
 

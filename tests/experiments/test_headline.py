@@ -105,6 +105,16 @@ def test_a_recipe_and_its_ablation_make_one_report(roots, capsys):
     assert not (roots / "runs" / "headline" / "full").exists()
     assert clone["paired"] == gated["paired"] and clone["gated"]["paired"] == gated["gated"]["paired"]
     assert clone["bfcl"]["per_category"] == gated["bfcl"]["per_category"]
+    # a clone whose rebuild counts tokens with another renderer, its card from before samples hashes:
+    # the same samples, so the same folders and training split; still nothing trained or generated
+    for build in ("hl-ci", "hl-held"):
+        _recount_tokens(roots / "data" / build)
+    recounted = headline.run(_params(roots, gate_from_dev=0.5), "cmd")
+    printed = capsys.readouterr().out
+    assert "rescoring them without its adapter" in printed and "another build" not in printed
+    assert not (roots / "runs" / "headline" / "full").exists()
+    assert recounted["paired"] == gated["paired"] and recounted["evals"] == clone["evals"]
+    assert recounted["data"]["trained_on_sha256"] == recounted["data"]["splits"]["train"]["sha256"]
     # a clone where the gated BFCL run never finished: the adapter is trained again, and the recorded
     # evaluations stand only because its weights are bit-identical to the recorded ones
     record = report / "full" / "train" / "results.json"
@@ -183,15 +193,39 @@ def test_the_dev_gate_is_chosen_on_dev_predictions_at_the_asked_no_call_accuracy
 
 
 def test_a_run_trained_on_another_build_is_named_with_the_fix(tmp_path, capsys):
-    card = {"splits": {"train": {"content_sha256": "a" * 64}}}
-    tr = {"data": {"train": {"split_sha256": "b" * 64}}, "outputs": {"adapter": str(tmp_path / "run" / "adapter")}}
-    assert headline.trained_on_split(tr, card, tmp_path / "data") == "b" * 64
+    card = {"splits": {"train": {"content_sha256": "a" * 64, "samples_sha256": "c" * 64}}}
+    tr = {"data": {"train": {"split_sha256": "b" * 64, "samples_sha256": "d" * 64}},
+          "outputs": {"adapter": str(tmp_path / "run" / "adapter")}}
+    assert headline.trained_on_split(tr, card, tmp_path / "data") == "d" * 64
     said = capsys.readouterr().out
-    assert "trained on another build" in said and "(train split bbbbbbbb, now aaaaaaaa)" in said
+    assert "trained on another build" in said and "(train samples dddddddd, now cccccccc)" in said
     assert "Delete that run folder and the recipe's report folder" in said
-    tr["data"]["train"]["split_sha256"] = "a" * 64
-    assert headline.trained_on_split(tr, card, tmp_path / "data") == "a" * 64 and not capsys.readouterr().out
+    tr["data"]["train"]["samples_sha256"] = "c" * 64  # other stored rows (token counts), the same samples
+    assert headline.trained_on_split(tr, card, tmp_path / "data") == "c" * 64 and not capsys.readouterr().out
+    # a run from before samples hashes: the same stored rows stand for the same samples, other rows do not
+    old = {"data": {"train": {"split_sha256": "a" * 64}}, "outputs": tr["outputs"]}
+    assert headline.trained_on_split(old, card, tmp_path / "data") == "c" * 64 and not capsys.readouterr().out
+    old["data"]["train"]["split_sha256"] = "b" * 64
+    assert headline.trained_on_split(old, card, tmp_path / "data") == "b" * 64
+    assert "(train samples bbbbbbbb, now cccccccc)" in capsys.readouterr().out
     assert headline.trained_on_split({"data": {"train": {}}}, card, tmp_path) is None  # a run from before the hash
+
+
+def _recount_tokens(build):
+    """What a rebuild with another prompt renderer gives: the same samples with other token counts
+    (and a data card from before session 25, without `samples_sha256`)."""
+    import shutil
+
+    from common.data import datacard
+    from common.sources import content_hash, stored_rows
+    card = json.loads((build / "data_card.json").read_text())
+    splits = {k: [{**r, "prompt_tokens": r["prompt_tokens"] + 1} for r in stored_rows(build, k)] for k in card["splits"]}
+    shutil.rmtree(build / "dataset")
+    datacard.save_splits(splits, build)
+    for k, rows in splits.items():
+        card["splits"][k]["content_sha256"] = content_hash(rows)
+        del card["splits"][k]["samples_sha256"]
+    (build / "data_card.json").write_text(json.dumps(card))
 
 
 def _recipe_results(name: str, trained_on: str | None) -> dict:
@@ -205,7 +239,7 @@ def _recipe_results(name: str, trained_on: str | None) -> dict:
 
 @pytest.mark.parametrize(("trained_on", "said"), [
     ("a" * 64, None),
-    ("b" * 64, ("trained on another build of this data** (train split sha256 bbbbbbbb, the build "
+    ("b" * 64, ("trained on another build of this data** (train samples bbbbbbbb, the build "
                 "now aaaaaaaa)")),
     (None, "did not record its split's hash")])
 def test_the_report_says_when_an_adapter_trained_on_another_build(tmp_path, trained_on, said):
@@ -214,7 +248,7 @@ def test_the_report_says_when_an_adapter_trained_on_another_build(tmp_path, trai
         (tmp_path / name / "results.json").write_text(json.dumps(_recipe_results(name, had)))
     text = headline.write_report(tmp_path, "full").read_text()
     assert ("another build" in text) == (said is not None and "another" in said)
-    assert ("| `other` † |" in text) == (trained_on == "b" * 64)
+    assert ("| `other` † |" in text) == (trained_on == "b" * 64) == ("† trained on an earlier build" in text)
     # no untrained rows yet: the recipe's own rows, and what adds the untrained model's
     assert "| dev split (live toolkits held back; recipes are chosen here) | 4 | 50.0% | not evaluated yet |" in text
     if said:

@@ -23,7 +23,6 @@ them (its data card lists them), since a score there would not be a held-out sco
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 from pathlib import Path
@@ -128,15 +127,14 @@ def track(params: BFCLParams, results: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = ArgumentParser(prog="python -m common.bfcl", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m common.bfcl", description=__doc__.split("\n\n")[0])
     parser.add_argument("params", nargs="*", help="YAML parameter files, merged in order")
     for name in ("model", "adapter", "format", "run", "out", "device", "experiment"):
         parser.add_argument(f"--{name}", help=BFCLParams.model_fields[name].description)
     parser.add_argument("--limit", type=int, help=BFCLParams.model_fields["limit"].description)
     parser.add_argument("--categories", nargs="+", help=BFCLParams.model_fields["categories"].description)
     parser.add_argument("--call-gate", dest="call_gate", help=BFCLParams.model_fields["call_gate"].description)
-    add_set_argument(parser, list(BFCLParams.model_fields))
+    add_set_argument(parser, BFCLParams)
     parser.add_argument("--score-only", action="store_true", help="rescore the predictions in --out")
     args = parser.parse_args(argv)
     flags = {k: v for k, v in vars(args).items() if k in BFCLParams.model_fields and v is not None}

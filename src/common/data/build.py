@@ -13,7 +13,6 @@ leaves their functions out and the leakage check fails the build if any remain.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -49,37 +48,54 @@ class DataParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field("offline-default", description="build name; the output goes to data/<name>")
     out: str | None = Field(None, description="output directory (default data/<name>)")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the build's draws (requests, values, distractors, augmentation; "
+                      "the written eval split has eval_seed)")
     # catalog
-    catalog_sources: list[Literal["bfcl", "jsonl", "composio"]] = ["bfcl"]
+    catalog_sources: list[Literal["bfcl", "jsonl", "composio"]] = Field(
+        ["bfcl"], description="where tool schemas come from: bfcl (the bfcl-eval wheel's live and multi-turn "
+        "functions), jsonl (`tool_files`), composio (`composio_toolkits`)")
     tool_files: list[str] = Field(default_factory=list, description="JSONL files of OpenAI tools (source jsonl)")
     composio_toolkits: list[str] = Field(default_factory=list, description="toolkits to fetch (needs COMPOSIO_API_KEY)")
     top_toolkits: int | None = Field(20, description="keep the N largest toolkits (ignored when `toolkits` is set)")
     toolkits: list[str] = Field(default_factory=list, description="keep exactly these toolkits")
-    min_toolkit_tools: int = 3
+    min_toolkit_tools: int = Field(3, ge=1, description="a toolkit with fewer tools is left out of the catalog "
+                                   "(unless named in toolkits)")
     # requests
-    request_sources: list[Literal["offline", "bfcl_live", "teacher", "xlam"]] = ["offline", "bfcl_live"]
+    request_sources: list[Literal["offline", "bfcl_live", "teacher", "xlam"]] = Field(
+        ["offline", "bfcl_live"], description="who writes the requests: offline (the typed writer), bfcl_live "
+        "(real requests, up to real_fraction), teacher (a model, see teacher), xlam (xLAM-60k, see xlam_samples)")
     real_fraction: float = Field(0.25, ge=0, le=1, description="max share of a toolkit's samples taken from BFCL live")
-    teacher: Literal["openai", "local"] | None = None
-    teacher_model: str | None = None
-    teacher_base_url: str | None = None
-    teacher_api_key_env: str = "OPENAI_API_KEY"
+    teacher: Literal["openai", "local"] | None = Field(
+        None, description="request source teacher: openai (any OpenAI-compatible server) or local (a registry model)")
+    teacher_model: str | None = Field(None, description="the teacher's model name (openai) or registry name (local)")
+    teacher_base_url: str | None = Field(None, description="the endpoint, needed with teacher: openai (e.g. "
+                                             "https://api.openai.com/v1, http://localhost:8000/v1)")
+    teacher_api_key_env: str = Field("OPENAI_API_KEY", description="the environment variable holding the teacher's "
+                                     "API key (the key itself is never a parameter)")
     xlam_samples: int = Field(0, ge=0, description="xLAM-60k samples added to training (source xlam)")
     # prompts
-    tools_per_prompt: int = Field(10, ge=1)
-    max_description_chars: int | None = Field(None, ge=20)
-    max_prompt_tokens: int | None = Field(None, ge=64)
-    optional_rate: float = Field(0.3, ge=0, le=1)
-    tokenizer: str = "smollm2-135m-instruct"
-    format: str = "hermes"
+    tools_per_prompt: int = Field(10, ge=1, description="tools offered per prompt: the needed ones plus distractors "
+                                  "(a real request's own tools are never cut, so it may offer more)")
+    max_description_chars: int | None = Field(None, ge=20, description="written mixes: cut each tool's and "
+                                              "parameter's description to this many characters; null: keep whole")
+    max_prompt_tokens: int | None = Field(None, ge=64, description="drop distractors (never a needed tool) until "
+                                          "a prompt fits in this many tokens of `tokenizer`; a prompt that still "
+                                          "does not fit is dropped (counted as prompt_too_long); null: no cap")
+    optional_rate: float = Field(0.3, ge=0, le=1, description="written requests: chance that each optional "
+                                 "argument is used")
+    tokenizer: str = Field("smollm2-135m-instruct", description="tokenizer that counts prompt tokens (the card's "
+                           "lengths, max_prompt_tokens)")
+    format: str = Field("hermes", description="tool-call format the prompts are rendered in to count tokens")
     # mix
     mix: Literal["balanced", "generic", "live"] = Field(
         "balanced", description="balanced / generic: written requests per catalog toolkit (+ real ones up to "
         "real_fraction); live: BFCL-live's real requests as the backbone (common.data.live)")
-    samples_per_toolkit: int = Field(120, ge=1)
+    samples_per_toolkit: int = Field(120, ge=1, description="written mixes: samples per toolkit (generic: the "
+                                     "average, Zipf-weighted)")
     generic_zipf: float = Field(1.3, gt=0, description="generic mix: toolkit k gets a share ~ 1/k^zipf")
-    scenario_mix: dict[str, float] = {"single": 0.4, "parallel": 0.2, "sequential": 0.1,
-                                      "no_tool": 0.15, "missing_info": 0.15}
+    scenario_mix: dict[str, float] = Field(
+        {"single": 0.4, "parallel": 0.2, "sequential": 0.1, "no_tool": 0.15, "missing_info": 0.15},
+        description="written mixes: share of each scenario in a toolkit's samples")
     # the live mix (common.data.live): which toolkits are held back, and the augmentation
     live_dev_fraction: float = Field(0.1, ge=0, lt=0.5, description="live mix: share of the live entries, "
                                      "in whole toolkits, held back as the dev split (the build's eval)")
@@ -99,8 +115,9 @@ class DataParams(BaseModel):
     live_exclude_eval_of: list[str] = Field(default_factory=list, description="live mix: builds whose eval "
                                             "requests stay out of this build (another held-out set)")
     # splits
-    eval_size: int = Field(300, ge=0)
-    eval_seed: int = 42
+    eval_size: int = Field(300, ge=0, description="written mixes: samples in the eval split, drawn per scenario "
+                                  "(unused with eval_from)")
+    eval_seed: int = Field(42, description="written mixes: seed of the eval split's draw")
     eval_from: str | None = Field(None, description="reuse the eval split of this build (and keep training disjoint from it)")
     unseen_tools_fraction: float = Field(0.0, ge=0, lt=1, description="hold out this share of each toolkit's tools for eval only")
     quality_filter: bool = Field(True, description="drop what the quality filter rejects; false keeps it in the "
@@ -366,12 +383,11 @@ def show(card: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = ArgumentParser(prog="python -m common.data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m common.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the datasets of a parameter file")
     b.add_argument("params", nargs="+", help="YAML parameter files, merged in order")
-    add_set_argument(b, list(DataParams.model_fields), dest="overrides")
+    add_set_argument(b, DataParams, dest="overrides")
     b.add_argument("--force", action="store_true", help="replace an existing build with other parameters")
     s = sub.add_parser("show", help="print the data card of a build directory")
     s.add_argument("path", help="a build directory, e.g. data/offline-default")

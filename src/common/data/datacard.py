@@ -3,14 +3,15 @@
 A build directory holds `dataset/` (a `datasets.DatasetDict` with `train` and
 `eval`), `data_card.json` (counts per toolkit, scenario and source, prompt-length
 percentiles in tokens, what the filter dropped, the catalog report, the leakage
-check, the parameters and provenance, and a content hash per split) and
+check, the parameters and provenance, and two hashes per split: `content_sha256` of the
+stored rows and `samples_sha256` of the samples alone, without the token counts the build
+adds) and
 `data_card.png`. Nested fields (tools, messages, expected calls) are stored as JSON
 strings because tool schemas differ in shape and Arrow needs one schema per column.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from common.samples import Sample
-from common.sources import JSON_FIELDS
+from common.sources import JSON_FIELDS, content_hash, samples_hash
 
 
 def to_row(sample: Sample, prompt_tokens: int) -> dict[str, Any]:
@@ -29,13 +30,6 @@ def to_row(sample: Sample, prompt_tokens: int) -> dict[str, Any]:
     row["prompt_tokens"] = prompt_tokens
     row["n_tools"] = len(sample.tools)
     return row
-
-
-def content_hash(rows: list[dict[str, Any]]) -> str:
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
-    return digest.hexdigest()
 
 
 def save_splits(splits: dict[str, list[dict[str, Any]]], out: Path) -> None:
@@ -64,7 +58,7 @@ def split_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "sources": count("source"), "calls_per_sample": {str(k): v for k, v in sorted(calls.items())},
             "tools_per_prompt": percentiles([r["n_tools"] for r in rows]),
             "prompt_tokens": percentiles([r["prompt_tokens"] for r in rows]),
-            "content_sha256": content_hash(rows)}
+            "content_sha256": content_hash(rows), "samples_sha256": samples_hash(rows)}
 
 
 def plot_card(card: dict[str, Any], splits: dict[str, list[dict[str, Any]]], path: Path) -> None:

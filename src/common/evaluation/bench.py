@@ -205,20 +205,20 @@ def ratios(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = ArgumentParser(prog="python -m common.bench generate", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser = ArgumentParser(prog="python -m common.bench generate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="registry name, hub id or local path")
     parser.add_argument("--adapter", default=None, help="a PEFT adapter folder (a fine-tuned model)")
     parser.add_argument("--format", default=None, help=(
         "tool-call format (default: the one the adapter's training run recorded, else the model's own)"))
     parser.add_argument("--data", default="data/offline-default", help="held-out prompts")
-    parser.add_argument("--prompts", type=int, default=20)
+    parser.add_argument("--prompts", type=int, default=20, help="prompts timed per configuration")
     parser.add_argument("--batch", type=int, default=16, help="prompts per generate call in the batched phase")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="token cap of each answer")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS),
                         help="configurations, the first the reference")
-    parser.add_argument("--out", default=str(reports_root() / "bench" / "generate"))
+    parser.add_argument("--out", default=str(reports_root() / "bench" / "generate"),
+                        help="where generate.json and README.md go")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     args = parser.parse_args(argv)
     fmt = get_format(resolve_format(args.format, args.model, args.adapter))

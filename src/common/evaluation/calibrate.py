@@ -20,7 +20,6 @@ their ids and P(call) values. The evaluation uses it with `--set call_gate=<thre
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from pathlib import Path
@@ -145,8 +144,7 @@ def calibrate(run_dir: str | Path, samples: int = 160, no_call_accuracy: float =
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a finished training run folder (runs/<experiment>/<run>)")
     parser.add_argument("--samples", type=int, default=160, help="unused training samples to calibrate on")
     parser.add_argument("--no-call-accuracy", type=float, default=0.8,

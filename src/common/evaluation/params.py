@@ -151,7 +151,7 @@ class EvalParams(GenerationSpec):
                       "bfcl-eval wheel), a samples JSONL/JSON file, or a built dataset: data/<build> (its eval "
                       "split) or data/<build>:train")
     temperature: float = Field(0.0, ge=0, description="0 decodes greedily")
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling when temperature > 0; 1: off")
     top_k: int = Field(0, ge=0, description="top-k cut when sampling; 0 turns it off")
     repetition_penalty: float = Field(1.0, gt=0, description="1.0 is none (the SLM paper used 1.1)")
     call_gate: float | None = Field(None, gt=0, lt=1, description=(

@@ -10,7 +10,6 @@ and `.json` (or prints only, without `--out`).
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Any
@@ -126,8 +125,7 @@ def report(p: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = ArgumentParser(prog="python -m common.evaluation.parity", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m common.evaluation.parity", description=__doc__.split("\n\n")[0])
     parser.add_argument("reference", help="the reference run's folder")
     parser.add_argument("other", help="the compared run's folder")
     parser.add_argument("--out", default=None, help="write <out>/<other's name>.md and .json")

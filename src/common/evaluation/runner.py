@@ -19,7 +19,6 @@ Phases, with files in between (generation never scores, scoring never generates)
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -386,13 +385,12 @@ def _evaluate(params: EvalParams, samples: list[Sample], model_and_tokenizer: tu
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = ArgumentParser(prog="python -m common.evaluation", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m common.evaluation", description=__doc__.split("\n\n")[0])
     parser.add_argument("params", nargs="*", help="YAML parameter files, merged in order")
     for name, field in EvalParams.model_fields.items():
         if name in {"model", "adapter", "data", "format", "out", "limit", "run", "device", "experiment"}:
             parser.add_argument(f"--{name}", type=int if name == "limit" else str, help=field.description)
-    add_set_argument(parser, list(EvalParams.model_fields))
+    add_set_argument(parser, EvalParams)
     parser.add_argument("--score-only", action="store_true",
                         help=f"rescore the predictions in --out (--set may change {', '.join(SCORING_KEYS)})")
     args = parser.parse_args(argv)

@@ -14,7 +14,7 @@ runs/, a recipe whose evaluations are all recorded is rescored from them, not re
 3. the adapter on each evaluation set of `sets` (dev first: the split recipes are chosen on),
    then on BFCL's five non-live categories (`common.bfcl`, scored by BFCL's own checker);
 4. the untrained model on the same sets, once for every recipe (its folders are keyed by the
-   split's content hash, so a recipe whose dev split differs gets its own; `fine_tuned: false`
+   hash of the split's samples, so a recipe whose dev split differs gets its own; `fine_tuned: false`
    runs this stage alone; `bfcl: false` keeps its recorded BFCL row as measured; `untrained: false`
    generates nothing for it and pairs the recipe with its recorded evaluations that still stand,
    naming each set left unpaired and why);
@@ -28,7 +28,6 @@ beside the plain rows.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import time
 from pathlib import Path
@@ -51,6 +50,8 @@ from common.experiments.headline_records import (
     recorded_spec,
     rescore,
     rescore_bfcl,
+    split_key,
+    trained_on_split,
     weights_sha256,
 )
 from common.experiments.headline_report import PUBLISHED, bfcl_summary, published, write_report
@@ -65,7 +66,7 @@ from common.params import (
     overrides_of,
 )
 from common.provenance import provenance, reports_root, shown
-from common.sources import load_data
+from common.sources import load_data, samples_sha256
 from common.tracking import WandbMode
 from common.training.params import SFTParams
 
@@ -133,10 +134,6 @@ class HeadlineParams(BaseModel):
 def data_spec(which: str, build_dir: Path, held_out_dir: Path) -> str:
     return {"dev": shown(build_dir), "transfer": f"{shown(build_dir)}:transfer", "held_out": shown(held_out_dir),
             "suite": "suite:everyday_tools"}[which]
-
-
-def split_hash(card: dict[str, Any], split: str) -> str:
-    return card["splits"][split]["content_sha256"][:8]
 
 
 def evaluate_sets(p: HeadlineParams, who: str, folder: Path, adapter: dict[str, Any], specs: dict[str, str],
@@ -208,17 +205,6 @@ def dev_gate(p: HeadlineParams, dev_dir: Path, spec: str) -> dict[str, Any]:
     return {**chosen, "chosen_on": shown(dev_dir), "data": spec}
 
 
-def trained_on_split(tr: dict[str, Any], card: dict[str, Any], build_dir: Path) -> str | None:
-    """The train split's hash the run recorded (None before it did); a warning when the build has changed since."""
-    had = ((tr.get("data") or {}).get("train") or {}).get("split_sha256")
-    now = card["splits"]["train"]["content_sha256"]
-    if had and had != now:
-        print(f"warning: {shown(ex.run_dir(tr))} trained on another build of {shown(build_dir)} (train split "
-              f"{had[:8]}, now {now[:8]}); the report says so. Delete that run folder and the recipe's report "
-              "folder to train and evaluate on this build.", flush=True)
-    return had
-
-
 def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -245,8 +231,9 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     with ex.stage(f"build the data ({data_p.name})", timings):
         card = in_fresh_process(build, data_p)
     specs = {w: data_spec(w, build_dir, held_p.out_dir()) for w in SETS}
-    keys = {w: f"-{split_hash(c, split)}" for w, c, split in (("dev", card, "eval"), ("transfer", card, "transfer"),
-                                                                ("held_out", held_card, "eval")) if w in p.sets}
+    keys = {w: split_key(d, c, split) for w, d, c, split in (
+        ("dev", build_dir, card, "eval"), ("transfer", build_dir, card, "transfer"),
+        ("held_out", held_p.out_dir(), held_card, "eval")) if w in p.sets}
     if not p.fine_tuned:
         return untrained_only(p, report, specs, keys, timings, started, command)
     with ex.stage(f"train {p.recipe}", timings):
@@ -281,7 +268,8 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
         "params": p.model_dump(), "data": {"build": shown(build_dir), "params": card["params"],
                                            "trained_on_sha256": trained_on,
                                            "live": card.get("live"), "splits": {
-                                               k: {"samples": v["samples"], "sha256": v["content_sha256"]}
+                                               k: {"samples": v["samples"], "sha256": samples_sha256(build_dir, k, card),
+                                                   "content_sha256": v["content_sha256"]}
                                                for k, v in card["splits"].items()}},
         "train": ex.training_summary(tr), "recipe_text": recipe_text(tr["params"], tr.get("precision")),
         "evals": {w: {"dir": shown(d), **kinetic_row(w, results_of(d)), "by_category": by_category(d, specs[w])}
@@ -402,10 +390,9 @@ def by_category(eval_dir: Path, spec: str) -> dict[str, dict[str, Any]] | None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = ArgumentParser(prog="python -m common.experiments.headline", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m common.experiments.headline", description=__doc__.split("\n\n")[0])
     parser.add_argument("params", nargs="*", default=["params/headline.yaml"], help="YAML files, merged in order")
-    add_set_argument(parser, list(HeadlineParams.model_fields))
+    add_set_argument(parser, HeadlineParams)
     args = parser.parse_args(argv)
     command = invocation("python -m common.experiments.headline", args.params, args)
     return run(load_params(HeadlineParams, args.params, overrides_of(args)), command)

@@ -2,8 +2,9 @@
 each finished evaluation's predictions archived beside its results, the test that an evaluation is
 finished (its results, and a prediction for every sample, local or archived), the check that a
 recorded evaluation matches what the recipe asks for before it is rescored instead of generated,
-and the hash of a training run's weights, which decides whether a retrained adapter may stand
-beside evaluations recorded from an earlier one."""
+the hash of a training run's weights, which decides whether a retrained adapter may stand
+beside evaluations recorded from an earlier one, and the split keys that name evaluation folders
+by the samples they read (a rebuild that only counts tokens anew finds them again)."""
 
 from __future__ import annotations
 
@@ -19,16 +20,43 @@ from common.errors import UserError
 from common.evaluation.params import EvalParams
 from common.evaluation.runner import differences, generation_settings, score
 from common.experiments.compare import results_of
+from common.experiments.steps import run_dir
 from common.gguf_convert import digest
 from common.jsonio import archive, read_json, read_jsonl, restore
 from common.provenance import local_path, portable, shown
-from common.sources import BFCL_PREFIX, SUITE_PREFIX, load_data
+from common.sources import BFCL_PREFIX, SUITE_PREFIX, load_data, samples_sha256
 
 # Settings a recorded evaluation may differ in and still stand: how this machine runs the model
 # (a fresh clone on a GPU resolves `auto` otherwise; the results record theirs), and the data's
-# path (the folder's name carries the split's content hash).
+# path (the folder's name carries the hash of the split's samples).
 MACHINE_KEYS = ("backend", "dtype", "data")
 BFCL_KEYS = ("model", "adapter", "categories", "limit", "call_gate", "max_new_tokens", "format", "seed")
+
+
+def split_key(build_dir: Path, card: dict[str, Any], split: str) -> str:
+    """`-<8 hex>`, the suffix of a split's evaluation folders: the hash of its samples alone, so a
+    fresh clone's rebuild (same samples, token counts of another renderer) finds the recorded ones."""
+    return "-" + samples_sha256(build_dir, split, card)[:8]
+
+
+def trained_on_split(tr: dict[str, Any], card: dict[str, Any], build_dir: Path) -> str | None:
+    """The hash of the train samples the run read (None before runs recorded one); a warning when
+    the build holds other samples now. A run from before session 25 recorded only its stored rows'
+    hash: the build's samples hash stands for it when the rows are the same, else that old hash
+    does (it differs from any samples hash, so the run is marked as trained on another build, even
+    where only token counts differ: an old record cannot tell)."""
+    rec = (tr.get("data") or {}).get("train") or {}
+    if not rec.get("samples_sha256") and not rec.get("split_sha256"):
+        return None
+    now = samples_sha256(build_dir, "train", card)
+    had = rec.get("samples_sha256")
+    if had is None:
+        had = now if rec["split_sha256"] == card["splits"]["train"]["content_sha256"] else rec["split_sha256"]
+    if had != now:
+        print(f"warning: {shown(run_dir(tr))} trained on another build of {shown(build_dir)} (train samples "
+              f"{had[:8]}, now {now[:8]}); the report says so. Delete that run folder and the recipe's report "
+              "folder to train and evaluate on this build.", flush=True)
+    return had
 
 
 def bfcl_folder(folder: Path, p: Any, fmt: str, adapter: dict[str, Any], suffix: str = "") -> Path:
@@ -73,7 +101,7 @@ def check_record(dest: Path, had: dict[str, Any], now: dict[str, Any]) -> None:
 
 def recorded_spec(folders: list[Path | None], spec: str) -> str:
     """The data spec the first recorded evaluation among `folders` read, where this machine has it:
-    another recipe's build of the same split (the folders carry its content hash) holds the same
+    another recipe's build of the same split (the folders carry its samples' hash) holds the same
     samples, so its evaluation stands; else `spec`."""
     for d in folders:
         if d and (d / "run.json").is_file():

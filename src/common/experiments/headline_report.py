@@ -179,7 +179,7 @@ def trained_on_text(r: dict[str, Any]) -> str:
     had, now = r["data"].get("trained_on_sha256"), r["data"]["splits"]["train"]["sha256"]
     if had is None:
         return " (The training run did not record its split's hash: runs made before commit 3d3e321 did not.)"
-    return "" if had == now else (f" **The adapter trained on another build of this data** (train split sha256 "
+    return "" if had == now else (f" **The adapter trained on another build of this data** (train samples "
                                   f"{had[:8]}, the build now {now[:8]}).")
 
 
@@ -329,7 +329,10 @@ def write_report(report: Path, headline: str, target: str | None = None) -> Path
                          + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy"))
                                       for c in bfcl_data.BENCHMARK_CATEGORIES) + " |")
     if marked:
-        lines += ["", "† trained on another build of its data than the one its folder names (see its results.json)."]
+        lines += ["", "† trained on an earlier build of its data: a build made now from the same parameters holds other "
+                  "training samples (its results.json: `data.trained_on_sha256` against the build's). Its evaluations "
+                  "stand as measured; training it again gives another adapter (delete `runs/headline/<recipe>` and "
+                  "its report folder)."]
     lines += old_prompts_note(b for r in found.values() for b in (r.get("bfcl"), (r.get("gated") or {}).get("bfcl")))
     plain = bfcl_rows(found, headline, None, model, gated=False)
     if plain:

@@ -23,7 +23,6 @@ and the commands that run the same pipeline with Qwen3-4B on a GPU.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import multiprocessing
@@ -377,10 +376,9 @@ def gpu_section(files: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("params", nargs="*", default=["params/quickstart.yaml"], help="YAML files, merged in order")
-    add_set_argument(parser, list(QuickstartParams.model_fields))
+    add_set_argument(parser, QuickstartParams)
     args = parser.parse_args(argv)
     command = invocation("python -m common.quickstart", args.params, args)
     return run(load_params(QuickstartParams, args.params, overrides_of(args)), command)

@@ -24,7 +24,6 @@ time, and the sweep's figure is redrawn from the saved results at the end.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -151,11 +150,12 @@ def run_sweep(spec: SweepSpec, only: list[str] | None = None, overrides: dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep", help="a sweep file, e.g. params/sweeps/lora_rank.yaml")
     parser.add_argument("--only", nargs="*", help="run only these runs of the sweep")
     add_set_argument(parser)  # overrides every run's parameters
+    parser.epilog = ("--set KEY=VALUE sets a parameter of every run of the sweep: the keys are those of the "
+                     "sweep's notebook's parameters cell, checked against it before the first run.")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output here")
     args = parser.parse_args(argv)
     record = run_sweep(load_sweep(args.sweep), args.only, overrides_of(args), args.log_output)

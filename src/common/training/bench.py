@@ -124,8 +124,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["train", "generate"],
                         help="what to benchmark (generate: common.evaluation.bench, its own options)")
     parser.add_argument("--model", default="smollm2-135m-instruct", help="model to train")
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--eval-data", default="data/offline-default", help="held-out samples for the eval loss")
     parser.add_argument("--eval-samples", type=int, default=16, help="held-out samples in the eval loss")
     parser.add_argument("--steps", type=int, default=24, help="optimizer steps (= sequences) per configuration")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="seed of each configuration's run")
     parser.add_argument("--configs", nargs="+", default=["eager", "compiled"], choices=sorted(CONFIGS),
                         help="configurations to run, in order; ratios are to the first")
     parser.add_argument("--out", default=str(reports_root() / "bench" / "train"),

@@ -26,22 +26,22 @@ W&B receives the same config and curves (offline unless a key and `wandb: online
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from common.errors import ArgumentParser, cli
 from common.params import add_set_argument, load_params, overrides_of
 from common.training.dpo import train_dpo
-from common.training.params import STAGES
+from common.training.params import FROM_SFT, STAGES
 from common.training.sft import train_sft
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = ArgumentParser(prog="python -m common.training", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m common.training", description=__doc__.split("\n\n")[0])
     parser.add_argument("stage", choices=sorted(STAGES), help="sft, or dpo on top of an SFT run")
     parser.add_argument("params", nargs="*", help="YAML parameter files, merged in order")
-    add_set_argument(parser)
+    add_set_argument(parser, STAGES)
+    parser.epilog += (f"\n\nDPO takes {', '.join(sorted(FROM_SFT))} from the SFT run it continues (setting them "
+                      "is refused).")
     parser.add_argument("--run", help="run name (runs/<experiment>/<run>)")
     parser.add_argument("--out", help="output folder")
     group = parser.add_mutually_exclusive_group()

@@ -169,8 +169,7 @@ def folder_of(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = ArgumentParser(prog="python -m common.export", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="python -m common.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a finished training run folder (runs/<experiment>/<run>)")
     parser.add_argument("--quant", default="q8_0", choices=list(QUANTS), help="the merged model's GGUF type")
     parser.add_argument("--out", default=None, help="output folder (default <run>/export)")

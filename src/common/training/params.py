@@ -40,29 +40,31 @@ class TrainParams(ModelSpec):
     run: str | None = Field(None, description="run name; default: <model>-<stage>-<method>")
     out: str | None = Field(None, description="output folder; default runs/<experiment>/<run>")
     method: Literal["lora", "full", "qlora"] = Field("lora", description="qlora needs a CUDA GPU")
-    lora_r: int = Field(16, ge=1)
+    lora_r: int = Field(16, ge=1, description="LoRA rank")
     lora_alpha: int = Field(32, ge=1, description="default: 2 x lora_r")
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA path")
     target_modules: str | list[str] = Field("all", description="all (q,k,v,o,gate,up,down), attention "
                                             "(q,k,v,o), or a list of module names")
-    learning_rate: float = Field(2e-4, gt=0)
+    learning_rate: float = Field(2e-4, gt=0, description="peak learning rate (AdamW)")
     batch_size: int = Field(1, ge=1, description="sequences per device per micro-batch")
-    gradient_accumulation_steps: int = Field(8, ge=1)
-    epochs: float = Field(1.0, gt=0)
+    gradient_accumulation_steps: int = Field(8, ge=1, description="micro-batches per optimizer step")
+    epochs: float = Field(1.0, gt=0, description="passes over the training data (max_steps overrides)")
     max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
     max_length: int = Field(1024, ge=16, description="longer sequences are dropped (counted), not cut")
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
-    seed: int = 42
+    lr_scheduler: str = Field("cosine", description="transformers' scheduler name (cosine, linear, constant, ...)")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of the steps the learning rate warms up")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    seed: int = Field(42, description="seed of the initialisation, the data order and every draw (SFT's limit and "
+                      "eval_limit samples; DPO's pair prompts, sampled answers and corruptions)")
     device: str = Field("auto", description="auto (cuda when there is one), cpu, cuda")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto: bf16 on a GPU that has it and on a CPU fast at it (AVX512-BF16/AMX), else fp32")
-    gradient_checkpointing: bool = False
-    logging_steps: int = Field(5, ge=1)
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass "
+                                         "(less memory, slower)")
+    logging_steps: int = Field(5, ge=1, description="log the train loss every N optimizer steps")
     save_steps: int = Field(25, ge=1, description="checkpoint every N optimizer steps")
-    save_total_limit: int = Field(2, ge=1)
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept (the oldest are deleted)")
     merge: bool = Field(False, description="also save the adapter merged into the base weights")
     resume: Literal["auto", "always", "never"] = Field(
         "auto", description="auto: continue from the last checkpoint when there is one; always: fail "
@@ -123,20 +125,23 @@ class DPOParams(TrainParams):
                             "and to use as the reference model")
     data: str | None = Field(None, description="the pairs' prompts: data/<build>[:split], a samples JSONL or "
                              "suite:NAME; None: the SFT run's training data")
-    learning_rate: float = Field(5e-5, gt=0)
-    gradient_accumulation_steps: int = Field(4, ge=1)
-    beta: float = Field(0.1, gt=0)
+    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate (AdamW)")
+    gradient_accumulation_steps: int = Field(4, ge=1, description="micro-batches per optimizer step")
+    beta: float = Field(0.1, gt=0, description="DPO's beta: how far the policy may move from the reference")
     sft_loss_weight: float = Field(0.0, ge=0, description="format-preserving variant: adds the SFT loss on "
                                    "the chosen answer with this weight (TRL loss_type sigmoid+sft, RPO)")
-    pair_sources: list[Literal["sampled", "corrupted"]] = Field(["sampled", "corrupted"])
+    pair_sources: list[Literal["sampled", "corrupted"]] = Field(
+        ["sampled", "corrupted"], description="sampled: a correct answer of the SFT model over its worst wrong one; "
+        "corrupted: the reference answer over a scripted corruption of it")
     pair_prompts: int = Field(64, ge=1, description="training samples the pairs are drawn from")
     samples_per_prompt: int = Field(4, ge=2, description="k answers sampled from the SFT model per prompt")
-    sample_temperature: float = Field(0.8, gt=0)
-    sample_top_p: float = Field(0.95, gt=0, le=1)
-    sample_max_new_tokens: int = Field(160, ge=8)
+    sample_temperature: float = Field(0.8, gt=0, description="temperature of the sampled answers")
+    sample_top_p: float = Field(0.95, gt=0, le=1, description="top-p of the sampled answers")
+    sample_max_new_tokens: int = Field(160, ge=8, description="token cap of each sampled answer")
     gold_when_none_correct: bool = Field(True, description="when no sampled answer is correct, the "
                                          "reference answer is the chosen one")
-    corruptions_per_sample: int = Field(1, ge=1, le=4)
+    corruptions_per_sample: int = Field(1, ge=1, le=4, description="corrupted pairs per prompt (renamed, "
+                                        "dropped, wrongly typed or invented argument)")
 
     @model_validator(mode="after")
     def _needs_sft(self) -> DPOParams:

@@ -11,7 +11,7 @@ from datasets import Dataset
 from trl import SFTConfig
 
 from common.formats import get_format
-from common.sources import load_samples, split_sha256
+from common.sources import load_samples, split_samples_sha256, split_sha256
 from common.training.devices import load_for_training, resolve_device, resolve_precision
 from common.training.params import SFTParams
 from common.training.run_folder import begin, finish_run, start_tracking
@@ -33,7 +33,7 @@ def train_sft(params: SFTParams | dict[str, Any], callbacks: list[Any] = ()) -> 
         return done
     # the data is read (and validated) before the model loads
     samples = load_samples(p.data, p.limit, p.seed)
-    data_sha = split_sha256(p.data)
+    data_sha = {"split_sha256": split_sha256(p.data), "samples_sha256": split_samples_sha256(p.data)}
     eval_samples = load_samples(p.eval_data, p.eval_limit, p.seed) if p.eval_data and p.eval_limit else None
     device = resolve_device(p.device)
     precision = resolve_precision(p.precision, device)
@@ -76,7 +76,7 @@ def train_sft(params: SFTParams | dict[str, Any], callbacks: list[Any] = ()) -> 
           f"{', compiled layers' if compiled['compile'] else ''}, into {out}"
           + (f"; resuming from {Path(checkpoint).name}" if checkpoint else ""), flush=True)
     throughput = run_trainer(trainer, checkpoint)
-    extra = {"data": {"train": {**train.summary(), "split_sha256": data_sha}, "eval": evals.summary() if evals else None},
+    extra = {"data": {"train": {**train.summary(), **data_sha}, "eval": evals.summary() if evals else None},
              "precision": precision, "device": device, "cpu_autocast": cpu_autocast,
              "compile": compiled}
     results = finish_run(trainer, p, "sft", out, tokenizer, tracker, throughput, extra, checkpoint)
