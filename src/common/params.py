@@ -87,9 +87,8 @@ def parameters_help(params: type[BaseModel] | dict[str, type[BaseModel]]) -> str
     groups = params if isinstance(params, dict) else {"": params}
     classes = list(groups.values())
     first = classes[0]
-    shared = [n for n in first.model_fields
-              if len(classes) > 1 and all(_entry(c, n) == _entry(first, n) for c in classes if n in c.model_fields)
-              and all(n in c.model_fields for c in classes)]
+    shared = [n for n in first.model_fields if len(classes) > 1
+              and all(n in c.model_fields and _entry(c, n) == _entry(first, n) for c in classes[1:])]
     sections = [("parameters of every stage", first, shared)] if shared else []
     sections += [(f"parameters{f' of {label}' if label else ''}", c, [n for n in c.model_fields if n not in shared])
                  for label, c in groups.items()]
@@ -113,9 +112,9 @@ def _entry(cls: type[BaseModel], name: str) -> list[str]:
             default = default.strip().removesuffix("...").strip()  # a scalar's document end marker
         except yaml.YAMLError:  # a value YAML cannot write (none so far): as Python shows it
             default = repr(value)
-    return [f"  {name} = {default}", *textwrap.wrap(field.description or "(no description)", width=96, break_on_hyphens=False,
-                                                    break_long_words=False, initial_indent="      ",
-                                                    subsequent_indent="      ")]
+    meaning = textwrap.wrap(field.description or "(no description)", width=96, break_on_hyphens=False,
+                            break_long_words=False, initial_indent="      ", subsequent_indent="      ")
+    return [f"  {name} = {default}", *meaning]
 
 
 class Replace:

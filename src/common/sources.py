@@ -116,6 +116,13 @@ def samples_sha256(path: Path, split: str, card: dict[str, Any] | None = None) -
     return samples_hash(stored_rows(path, split))
 
 
+def with_samples_sha256(card: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`card` with every split's `samples_sha256` (`samples_sha256`), so that a card from before
+    session 25 has its stored rows read once, not at each use."""
+    return {**card, "splits": {k: {**v, "samples_sha256": samples_sha256(path, k, card)}
+                               for k, v in card["splits"].items()}}
+
+
 def split_samples_sha256(spec: str) -> str | None:
     """`samples_sha256` of a built split's spec (None for files, suites and BFCL)."""
     built = built_split(spec)

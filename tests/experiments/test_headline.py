@@ -219,7 +219,8 @@ def _recount_tokens(build):
     from common.data import datacard
     from common.sources import content_hash, stored_rows
     card = json.loads((build / "data_card.json").read_text())
-    splits = {k: [{**r, "prompt_tokens": r["prompt_tokens"] + 1} for r in stored_rows(build, k)] for k in card["splits"]}
+    splits = {k: [{**r, "prompt_tokens": r["prompt_tokens"] + 1} for r in stored_rows(build, k)]
+              for k in card["splits"]}
     shutil.rmtree(build / "dataset")
     datacard.save_splits(splits, build)
     for k, rows in splits.items():

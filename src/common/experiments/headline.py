@@ -66,7 +66,7 @@ from common.params import (
     overrides_of,
 )
 from common.provenance import provenance, reports_root, shown
-from common.sources import load_data, samples_sha256
+from common.sources import load_data, with_samples_sha256
 from common.tracking import WandbMode
 from common.training.params import SFTParams
 
@@ -227,9 +227,9 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
 
     # the held-out set first: the live build keeps its requests out (live_exclude_eval_of)
     with ex.stage(f"build the held-out set ({held_p.name})", timings):
-        held_card = in_fresh_process(build, held_p)
+        held_card = with_samples_sha256(in_fresh_process(build, held_p), held_p.out_dir())
     with ex.stage(f"build the data ({data_p.name})", timings):
-        card = in_fresh_process(build, data_p)
+        card = with_samples_sha256(in_fresh_process(build, data_p), build_dir)
     specs = {w: data_spec(w, build_dir, held_p.out_dir()) for w in SETS}
     keys = {w: split_key(d, c, split) for w, d, c, split in (
         ("dev", build_dir, card, "eval"), ("transfer", build_dir, card, "transfer"),
@@ -268,7 +268,7 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
         "params": p.model_dump(), "data": {"build": shown(build_dir), "params": card["params"],
                                            "trained_on_sha256": trained_on,
                                            "live": card.get("live"), "splits": {
-                                               k: {"samples": v["samples"], "sha256": samples_sha256(build_dir, k, card),
+                                               k: {"samples": v["samples"], "sha256": v["samples_sha256"],
                                                    "content_sha256": v["content_sha256"]}
                                                for k, v in card["splits"].items()}},
         "train": ex.training_summary(tr), "recipe_text": recipe_text(tr["params"], tr.get("precision")),

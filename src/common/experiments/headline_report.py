@@ -329,10 +329,10 @@ def write_report(report: Path, headline: str, target: str | None = None) -> Path
                          + " | ".join(_cell((per.get(c) or {}).get("bfcl_accuracy"))
                                       for c in bfcl_data.BENCHMARK_CATEGORIES) + " |")
     if marked:
-        lines += ["", "† trained on an earlier build of its data: a build made now from the same parameters holds other "
-                  "training samples (its results.json: `data.trained_on_sha256` against the build's). Its evaluations "
-                  "stand as measured; training it again gives another adapter (delete `runs/headline/<recipe>` and "
-                  "its report folder)."]
+        lines += ["", "† trained on an earlier build of its data: a build made now from the same parameters holds "
+                  "other training samples (its results.json: `data.trained_on_sha256` against the build's). Its "
+                  "evaluations stand as measured; training it again gives another adapter (delete "
+                  "`runs/headline/<recipe>` and its report folder)."]
     lines += old_prompts_note(b for r in found.values() for b in (r.get("bfcl"), (r.get("gated") or {}).get("bfcl")))
     plain = bfcl_rows(found, headline, None, model, gated=False)
     if plain:
