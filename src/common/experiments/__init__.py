@@ -5,6 +5,8 @@ takes the same layered parameters as its command line and writes to disk before 
 returns (`steps`); comparisons and their tables are `compare`. The modules:
 - `steps`: build, train, calibrate, evaluate, save a notebook's results; `show`: what a notebook displays;
 - `compare`: the Kinetic table, head-to-head, BFCL beside the held-out set, as data and markdown;
+- `inputs`: what a notebook reads, made in its setup cell (data, verdicts from committed predictions) or
+  named in one line with the command that makes it; `kernel`: a user error in a notebook as that one line;
 - `notebooks`: a notebook's declared parameters, checked, then papermill; `sweep`: a notebook per
   parameter set (`python -m common.experiments.sweep`, or `python -m common.sweep`);
 - `quickstart`: the main job (`make quickstart`); `router`: the two-hop router of notebook 02;
@@ -27,6 +29,7 @@ from common.experiments.steps import (
     copy_history,
     eval_params,
     evaluate_model,
+    keep_answers,
     keep_training,
     notebook_params,
     one_run,
@@ -43,6 +46,6 @@ from common.experiments.steps import (
 from common.provenance import shown
 
 __all__ = ["adapter_of", "bfcl_rows", "bfcl_table", "build_data", "calibrated_gate", "compare", "copy_history",
-           "eval_params", "evaluate_model", "keep_training", "kinetic_row", "markdown_table", "notebook_params",
-           "one_run", "recipe", "report_dir", "results_of", "run_dir", "save_comparison", "save_results", "shown",
+           "eval_params", "evaluate_model", "keep_answers", "keep_training", "kinetic_row", "markdown_table",
+           "notebook_params", "one_run", "recipe", "report_dir", "results_of", "run_dir", "save_comparison", "save_results", "shown",
            "stage", "train", "train_and_evaluate", "training_summary", "verdicts"]

@@ -1,0 +1,50 @@
+"""What a notebook's kernel is set to by its setup cell (`steps.notebook_params`): a user error
+(`errors.USER_ERRORS`: a parameter, a missing input, a refused run) shows as its one line, as on
+the command line, not as a traceback through the package (anything else keeps its traceback);
+and the known third-party noise is off (`quiet`), so a training cell shows the project's lines
+and one progress bar per long step, not a wall of stderr."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+from common.errors import USER_ERRORS
+
+
+def one_line(shell: Any, etype: type[BaseException], value: BaseException, tb: Any, tb_offset: Any = None) -> list[str]:
+    """IPython's handler for `USER_ERRORS` (`set_custom_exc`): the error output holds one line,
+    so JupyterLab shows it and papermill still stops the run on it."""
+    line = f"{etype.__name__}: {value}"
+    shell._showtraceback(etype, value, [line])  # what ipykernel sends as the cell's error output
+    return [line]
+
+
+def errors_in_one_line() -> bool:
+    """Install `one_line` in the running IPython kernel; False outside IPython (plain Python)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency of the notebooks
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    shell.set_custom_exc(USER_ERRORS, one_line)
+    return True
+
+
+def quiet() -> None:
+    """Third-party noise that says nothing about the run, off for the notebook's kernel:
+    transformers' FutureWarnings about its own renamed arguments (raised from inside transformers
+    and TRL for settings the project does not use), the bars TRL's dataset preparation draws
+    (six per training, each a few milliseconds) and transformers' shard-writing bar; library
+    logging stays at warning level. The training, generation and latency bars stay."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")
+    import datasets  # (both are imported by the steps already)
+    import transformers
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_warning()
+    transformers.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_warning()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its CPU-kernel notices at import
