@@ -41,10 +41,12 @@ def quiet() -> None:
     (six per training, each a few milliseconds) and transformers' shard-writing bar; library
     logging stays at warning level. The training, generation and latency bars stay."""
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")
+    # (one of them is raised with its caller's module: peft's or TRL's, so its text is matched too)
+    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
     import datasets  # (both are imported by the steps already)
     import transformers
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_warning()
-    transformers.logging.disable_progress_bar()
-    transformers.logging.set_verbosity_warning()
+    datasets.utils.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_warning()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_warning()
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its CPU-kernel notices at import
