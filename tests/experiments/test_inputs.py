@@ -2,6 +2,8 @@
 what makes a report or a run, verdicts judged again from committed predictions, one-line stops."""
 
 import gzip
+import json
+import os
 import shutil
 
 import pytest
@@ -45,6 +47,7 @@ def test_every_data_file_names_the_command_that_builds_it():
     ("runs/headline/real-only/adapter",
      "`python -m common.experiments.headline params/headline.yaml params/headline/real_only.yaml`"),
     ("reports/lora_ablation/r16-all/eval", "notebook 04_lora_ablation with run='r16-all'"),
+    ("reports/full_ft_v1/cpu-lora-balanced/eval", "notebook 03_full_ft_v1"),  # (its run is `cpu`, suffixed)
     ("/somewhere/else", "the run that wrote it"),
 ])
 def test_what_makes_a_report_or_a_run(path, command):
@@ -56,8 +59,16 @@ def test_a_notebooks_data_specs_come_from_its_stages_parameters():
             "eval_params": ["params/evaluate.yaml"], "eval_set": {"data": "data/offline-default"}}
     assert inputs.data_specs(nb04) == ["data/offline-default:train", "data/offline-default"]
     nb03 = {"generic_data_params": ["params/data.yaml", "params/data_generic.yaml"], "generic_data_set": {}}
-    assert inputs.built_by_notebook(nb03) == {"generic-v1"}
+    assert [b.name for b in inputs.notebook_builds(nb03)] == ["generic-v1"]
+    assert inputs.sources_of(inputs.notebook_builds(nb03)[0]) == ["data/offline-default"]  # built first
     assert inputs.data_specs({"data": "suite:everyday_tools"}) == ["suite:everyday_tools"]
+
+
+def test_an_ablations_own_build_is_named_by_its_recipe():
+    builds = inputs._headline_builds()
+    assert builds["live"] == "python -m common.experiments.headline params/headline.yaml"
+    assert builds["live-masking"] == "python -m common.experiments.headline params/headline.yaml " \
+                                     "params/headline/masking.yaml"
 
 
 def test_a_missing_build_no_params_file_makes_is_one_line():
@@ -82,6 +93,15 @@ def test_verdicts_are_judged_again_from_committed_predictions(tmp_path, tok, gol
     got = compare.verdicts(run)
     assert [v.correct for v in got] == [True] * 6
     assert (run / "verdicts.jsonl").read_text() == made and (run / "results.json").read_bytes() == results
+
+    # a pull brings other committed answers: the restored copy and the verdicts are made again from them
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    rows[0]["text"] = '<tool_call>\n{"name": "no_such_tool", "arguments": {}}\n</tool_call>'  # wrong either way
+    (run / "predictions.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    later = (run / "verdicts.jsonl").stat().st_mtime + 10
+    os.utime(run / "predictions.jsonl.gz", (later, later))
+    assert [v.correct for v in compare.verdicts(run)] == [False] + [True] * 5
+    assert (run / "results.json").read_bytes() == results
 
     (run / "verdicts.jsonl").write_text("")  # an empty record is never compared as 0 samples
     with pytest.raises(UserError, match="verdicts.jsonl holds no verdicts; score the evaluation again"):

@@ -173,6 +173,7 @@ def test_04_lora_ablation(ran):
 
 @pytest.mark.slow
 def test_04_names_its_run_from_its_parameters_and_restarts_on_request(ran, roots):
+    ran("00_data")
     assert ran("04_lora_ablation").name == "r4-all"  # run = None: named from the parameters
     base = {**CI["04_lora_ablation"], "experiment": "restart_ci", "run": "x"}
     execute("04_lora_ablation", roots / "executed", base)

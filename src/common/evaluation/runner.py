@@ -227,11 +227,9 @@ def throughput(predictions: list[dict[str, Any]]) -> dict[str, Any]:
             "truncated": sum(r["finish_reason"] == "length" for r in predictions)}  # copied answers too
 
 
-def judged(out: str | Path, samples: list[Sample] | None = None,
-           overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every prediction in `out` parsed and checked, with what `score` writes from it: {params, run,
-    samples, predictions, latency_rows, verdicts, rows} (`rows`: the verdicts.jsonl records).
-    Writes nothing but the plain copy of a committed archive (`predictions.jsonl.gz`) where only that is here."""
+def judged(out: str | Path, samples: list[Sample] | None = None, overrides: dict[str, Any] | None = None) -> tuple:
+    """Every prediction in `out` parsed and checked: (params, run, samples, predictions, latency rows, verdicts,
+    verdicts.jsonl's rows). Writes only the plain copies of committed archives (`*.jsonl.gz`) that are missing."""
     out = Path(out)
     if not (out / "run.json").is_file():
         raise UserError(f"{out} holds no evaluation (run.json is missing); run the evaluation into it first")
@@ -264,24 +262,17 @@ def judged(out: str | Path, samples: list[Sample] | None = None,
         v = check_sample(s, parsed, strict_strings=params.strict_strings)
         verdicts.append(v)
         rows.append({**v.to_dict(), "parsed": parsed.to_dict()})
-    return {"params": params, "run": run, "samples": samples, "predictions": predictions,
-            "latency_rows": latency_rows, "verdicts": verdicts, "rows": rows}
+    return params, run, samples, predictions, latency_rows, verdicts, rows
 
 
 def score(out: str | Path, samples: list[Sample] | None = None,
           overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Parse and check every prediction in `out` (`judged`) into verdicts, metrics and results.json.
-
-    `overrides` may change the scoring parameters (SCORING_KEYS) of a finished run.
-    Timings are those of every invocation that generated into `out`, added up. Reads the
-    predictions and never writes to them; answers to prompts that have changed since they were
-    generated (`formats.base.PROMPT_VERSION`) are refused, not scored.
-    """
+    """Every prediction in `out` judged (`judged`) into verdicts.jsonl, metrics, results.json. `overrides` may change
+    the scoring parameters (SCORING_KEYS); timings add up every invocation that generated into `out`. Answers to
+    prompts that changed since they were generated (`formats.base.PROMPT_VERSION`) are refused, not scored."""
     out = Path(out)
-    j = judged(out, samples, overrides)
-    params, run, samples, predictions, latency_rows, verdicts = (
-        j["params"], j["run"], j["samples"], j["predictions"], j["latency_rows"], j["verdicts"])
-    write_jsonl(out / "verdicts.jsonl", j["rows"])
+    params, run, samples, predictions, latency_rows, verdicts, rows = judged(out, samples, overrides)
+    write_jsonl(out / "verdicts.jsonl", rows)
     latency = {r["id"]: r for r in latency_rows}.values()
     metrics = compute_metrics(verdicts)
     metrics["kinetic"]["latency"] = latency_summary([r["seconds"] for r in latency])

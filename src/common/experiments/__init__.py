@@ -29,7 +29,6 @@ from common.experiments.steps import (
     copy_history,
     eval_params,
     evaluate_model,
-    keep_answers,
     keep_training,
     notebook_params,
     one_run,
@@ -46,6 +45,6 @@ from common.experiments.steps import (
 from common.provenance import shown
 
 __all__ = ["adapter_of", "bfcl_rows", "bfcl_table", "build_data", "calibrated_gate", "compare", "copy_history",
-           "eval_params", "evaluate_model", "keep_answers", "keep_training", "kinetic_row", "markdown_table",
-           "notebook_params", "one_run", "recipe", "report_dir", "results_of", "run_dir", "save_comparison", "save_results", "shown",
+           "eval_params", "evaluate_model", "keep_training", "kinetic_row", "markdown_table", "notebook_params",
+           "one_run", "recipe", "report_dir", "results_of", "run_dir", "save_comparison", "save_results", "shown",
            "stage", "train", "train_and_evaluate", "training_summary", "verdicts"]

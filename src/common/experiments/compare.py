@@ -13,7 +13,7 @@ from common.evaluation.metrics import bootstrap_ci, head_to_head, paired_differe
 from common.experiments.inputs import ensure_verdicts
 from common.jsonio import read_jsonl, restore
 from common.markdown import interval, pct, seconds
-from common.provenance import shown
+from common.provenance import local_path, shown
 
 
 def verdicts(eval_dir: str | Path) -> list[Verdict]:
@@ -117,9 +117,9 @@ def compare(evals: dict[str, str | Path], a: str | None = None, b: str | None = 
         row["eval_dir"] = shown(folder)
         rows.append(row)
     for folder in evals.values():
-        restore(Path(folder) / "latency.jsonl")  # a fresh clone's committed archive, where there is one
+        restore(local_path(folder) / "latency.jsonl")  # a fresh clone's committed archive, where there is one
     out: dict[str, Any] = {"table": rows, "latencies": {
-        name: [r["seconds"] for r in read_jsonl(Path(folder) / "latency.jsonl", ("seconds",))]
+        name: [r["seconds"] for r in read_jsonl(local_path(folder) / "latency.jsonl", ("seconds",))]
         for name, folder in evals.items()}}
     if a and b:
         out["head_to_head"] = {"a": a, "b": b, **head_to_head(vs[a], vs[b]),

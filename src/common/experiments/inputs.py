@@ -25,8 +25,8 @@ from common.data.build import DataParams, build
 from common.errors import UserError
 from common.evaluation.params import EvalParams
 from common.evaluation.runner import judged
-from common.experiments.notebooks import NOTEBOOKS, OVERRIDES, declared_parameters
-from common.jsonio import read_json, write_jsonl
+from common.experiments.notebooks import NOTEBOOKS, OVERRIDES, RUN_NAMES, declared_parameters
+from common.jsonio import exclusive, read_json, unpacked, write_jsonl
 from common.params import load_params
 from common.provenance import ROOT, local_path, shown
 
@@ -54,6 +54,11 @@ def build_name(spec: str) -> str | None:
     return name if spec.startswith(DATA_PREFIX) and name and "/" not in name else None
 
 
+def sources_of(params: DataParams) -> list[str]:
+    """The builds a build keeps its samples apart from (`live_exclude_eval_of`) or takes its eval split from."""
+    return [*params.live_exclude_eval_of, *([params.eval_from] if params.eval_from else [])]
+
+
 def ensure_data(spec: str, built_here: frozenset[str] = frozenset()) -> None:
     """Build `data/<name>` from its parameter files when it is missing (and the builds it keeps
     its samples apart from, first); a build of another name, or one no params file makes, is one line."""
@@ -62,10 +67,12 @@ def ensure_data(spec: str, built_here: frozenset[str] = frozenset()) -> None:
         return
     files = data_recipes().get(name)
     if files is None:
-        raise UserError(f"{DATA_PREFIX}{name} is not built here and no params/data*.yaml builds it; build it with "
-                        f"`python -m common.data build <its parameter files>`, or point the notebook at a build")
+        maker = _headline_builds().get(name)
+        raise UserError(f"{DATA_PREFIX}{name} is not built here and no params/data*.yaml builds it; " + (
+            f"`{maker}` builds it (its data stage, first)" if maker else
+            "build it with `python -m common.data build <its parameter files>`, or point the notebook at a build"))
     params = load_params(DataParams, [ROOT / f for f in files])
-    for other in [*params.live_exclude_eval_of, *([params.eval_from] if params.eval_from else [])]:
+    for other in sources_of(params):
         ensure_data(other, built_here)
     print(f"{DATA_PREFIX}{name} is not built here: building it (python -m common.data build {' '.join(files)})",
           flush=True)
@@ -97,8 +104,9 @@ def made_by(path: str | Path) -> str:
         if parts[1] == experiment:
             return f"`{command}` makes it"
     for notebook, experiment in _notebook_experiments():
-        if parts[1] == experiment:
-            return f"notebook {notebook}" + (f" with run={parts[2]!r}" if len(parts) > 2 else "") + " makes it"
+        if parts[1] == experiment:  # (01, 03 and 05 add a suffix to their run for each model they train)
+            named = len(parts) > 2 and notebook in RUN_NAMES
+            return f"notebook {notebook}" + (f" with run={parts[2]!r}" if named else "") + " makes it"
     return "the run that wrote it makes it"
 
 
@@ -115,6 +123,18 @@ def _headline_commands() -> list[tuple[str, str, str, str]]:
         p = load_params(HeadlineParams, [ROOT / f for f in files])
         out.append((f"python -m common.experiments.headline {' '.join(files)}", p.report, p.experiment, p.recipe))
     return sorted(out, key=lambda c: -len(c[0].split()))
+
+
+@cache
+def _headline_builds() -> dict[str, str]:
+    """{build name: the headline command whose recipe builds it} (an ablation's `data_set` makes its own)."""
+    from common.experiments.headline import HeadlineParams  # (as above)
+    out: dict[str, str] = {}
+    for command, *_ in reversed(_headline_commands()):
+        files = command.split()[3:]
+        p = load_params(HeadlineParams, [ROOT / f for f in files])
+        out.setdefault(load_params(DataParams, [ROOT / f for f in p.data_params], p.data_set).name, command)
+    return out
 
 
 @cache
@@ -135,19 +155,38 @@ def _notebook_experiments() -> list[tuple[str, str]]:
 
 
 # -- evaluations, adapters, files ------------------------------------------------------------
-def ensure_verdicts(folder: str | Path) -> Path:
-    """An evaluation folder ready to compare: its results, and its verdicts judged again from its
-    (committed) predictions when they are not here. Returns the folder."""
+def check_evaluation(folder: str | Path) -> Path:
+    """An evaluation folder with its results and its answers (verdicts, or predictions to judge them
+    from), checked before anything is built or judged. Returns the folder on this machine."""
     folder = local_path(folder)
     if not (folder / "results.json").is_file():
         raise UserError(f"{shown(folder)} holds no evaluation (no results.json); {made_by(folder)}")
-    if (folder / "verdicts.jsonl").is_file():
-        return folder
-    if not any((folder / name).is_file() for name in ("predictions.jsonl", "predictions.jsonl.gz")):
+    if not any((folder / name).is_file() for name in ("verdicts.jsonl", "predictions.jsonl", "predictions.jsonl.gz")):
         raise UserError(f"{shown(folder)} has its results but not its answers (no predictions.jsonl, nor the "
                         f"committed predictions.jsonl.gz) to compare sample by sample; {made_by(folder)}")
-    ensure_data(read_json(folder / "run.json", "run record")["params"]["data"])
-    write_jsonl(folder / "verdicts.jsonl", judged(folder)["rows"])  # ignored by git; results.json untouched
+    return folder
+
+
+def ensure_verdicts(folder: str | Path) -> Path:
+    """An evaluation folder ready to compare: its verdicts judged again from its (committed)
+    predictions when they are not here or are older than those predictions (a pull brought new ones;
+    a restored copy older than its archive is replaced first). Its results.json is left as it is."""
+    folder = check_evaluation(folder)
+    verdicts, plain = folder / "verdicts.jsonl", folder / "predictions.jsonl"
+    packed = plain.with_name(plain.name + ".gz")
+    if plain.is_file() and packed.is_file() and packed.stat().st_mtime > plain.stat().st_mtime \
+            and unpacked(packed) != plain.read_bytes():
+        plain.unlink()  # the committed answers changed since this copy was restored from them
+    answers = [p.stat().st_mtime for p in (plain, packed) if p.is_file()]
+    if verdicts.is_file() and (not answers or verdicts.stat().st_mtime >= max(answers)):
+        return folder
+    data = (read_json(folder / "run.json", "run record").get("params") or {}).get("data") \
+        if (folder / "run.json").is_file() else None
+    if data is None:
+        raise UserError(f"{shown(folder)}/run.json does not say which data it evaluated; {made_by(folder)}")
+    ensure_data(data)
+    with exclusive(folder):
+        write_jsonl(verdicts, judged(folder)[-1])  # ignored by git; results.json untouched
     return folder
 
 
@@ -170,22 +209,17 @@ def data_specs(params: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(specs))
 
 
-def built_by_notebook(params: dict[str, Any]) -> frozenset[str]:
-    """The names of the builds a notebook makes itself (00's `data_set`, 03's generic data)."""
-    names = set()
-    for key in ("data", "generic_data"):
-        files = params.get(f"{key}_params")
-        if files:
-            names.add(load_params(DataParams, [ROOT / f for f in files], params.get(f"{key}_set") or {}).name)
-    return frozenset(names)
+def notebook_builds(params: dict[str, Any]) -> list[DataParams]:
+    """The builds a notebook makes itself (00's `data_set`, 03's generic data)."""
+    return [load_params(DataParams, [ROOT / f for f in params[f"{key}_params"]], params.get(f"{key}_set") or {})
+            for key in ("data", "generic_data") if params.get(f"{key}_params")]
 
 
 def prepare(params: dict[str, Any]) -> None:
-    """What a notebook with `params` reads, there before it runs: built, judged again, or named in one line."""
-    for folder in (params.get("evals") or {}).values():
-        ensure_verdicts(folder)
-    for folder in (params.get("heldout") or {}).values():  # (08 shows their results beside BFCL's)
-        require(Path(folder) / "results.json", "the held-out results")
+    """What a notebook with `params` reads, there before it runs: what only a long run makes is
+    checked first (one line naming it, before anything is built or written), then the data built and
+    the verdicts judged again. (08 says itself which held-out results it shows and which are missing.)"""
+    evals = [check_evaluation(folder) for folder in (params.get("evals") or {}).values()]
     for path in (params.get("histories") or {}).values():
         require(path, "the training history")
     for folder in (params.get("bfcl") or {}).values() if isinstance(params.get("bfcl"), dict) else ():
@@ -193,6 +227,9 @@ def prepare(params: dict[str, Any]) -> None:
     for spec in (params.get("models") or {}).values():
         if spec.get("adapter"):
             require(spec["adapter"], "the adapter")
-    built_here = built_by_notebook(params)
-    for spec in data_specs(params):
+    own = notebook_builds(params)
+    built_here = frozenset(b.name for b in own)
+    for spec in [*data_specs(params), *(source for b in own for source in sources_of(b))]:
         ensure_data(spec, built_here)
+    for folder in evals:
+        ensure_verdicts(folder)

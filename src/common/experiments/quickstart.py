@@ -192,8 +192,6 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
                names[2]: timings[f"train {p.run}"],
                names[3]: timings.get(f"calibrate the call gate of {p.run}", 0.0) + timings[f"evaluate {p.run}"]}
     # the fine-tuned evaluation sits in reports/<experiment>/<run>/eval; the report names it <run>
-    for folder in (out / p.baseline, Path(fine["eval_dir"])):  # committed, so notebook 07 reruns from a clone
-        ex.keep_answers(folder)
     shutil.rmtree(out / p.run / "train", ignore_errors=True)
     history = ex.keep_training(fine["train"], out / p.run / "train")
     if fine["gate"]:
@@ -288,8 +286,7 @@ def write_report(p: QuickstartParams, out: Path, comp: dict[str, Any], timings: 
         "- `comparison.json`: the table, head-to-head, latencies and histories these figures are drawn from "
         "(`make figures` redraws them from it).",
         f"- `{p.baseline}/` and `{p.run}/eval/`: each evaluation's `results.json` and `summary.md` "
-        "with their predictions and single-request latencies compressed (`predictions.jsonl.gz`, `latency.jsonl.gz`), "
-        "from which notebook 07 compares them again on a fresh clone (verdicts stay local).",
+        "(predictions and verdicts stay local).",
         f"- `{p.run}/train/`: the training's history and summary; `{p.run}/call_gate.json`: the gate's calibration.",
         *([f"- `{p.baseline}/bfcl/` and `{p.run}/bfcl/`: the BFCL slice, per category (`results.json`, "
            "`README.md`)."] if bfcl_dirs else []),

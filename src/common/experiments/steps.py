@@ -29,7 +29,7 @@ from common.experiments.compare import kinetic_row
 from common.experiments.inputs import prepare
 from common.experiments.kernel import errors_in_one_line, quiet
 from common.experiments.notebooks import check_parameters, declared_parameters, run_name
-from common.jsonio import archive, write_json
+from common.jsonio import write_json
 from common.params import load_params
 from common.provenance import local_path, provenance, reports_root, shown
 
@@ -205,14 +205,6 @@ def save_comparison(out: str | Path, notebook: str, params: dict[str, Any], comp
     if "bfcl" in comp or "bfcl" in params:  # BFCL beside the held-out set, or a notebook that could show it
         metrics["bfcl"] = comp.get("bfcl")
     return save_results(out, notebook, params, metrics, **({"timings": timings} if timings is not None else {}))
-
-
-def keep_answers(folder: str | Path) -> None:
-    """An evaluation's predictions and single-request latencies archived beside its results
-    (`jsonio.archive`, committed with them), so that a fresh clone compares it sample by sample."""
-    for name in ("predictions.jsonl", "latency.jsonl"):
-        if (Path(folder) / name).is_file():
-            archive(Path(folder) / name)
 
 
 def gate_record(gate: dict[str, Any] | None) -> dict[str, Any] | None:
