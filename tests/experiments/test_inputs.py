@@ -12,7 +12,8 @@ from evaluation_helpers import params
 
 from common.errors import UserError
 from common.evaluation import runner as ev
-from common.experiments import compare, inputs
+from common.experiments import inputs
+from common.experiments.compare import compare, verdicts
 from common.experiments.kernel import one_line
 from common.provenance import ROOT
 
@@ -90,7 +91,7 @@ def test_verdicts_are_judged_again_from_committed_predictions(tmp_path, tok, gol
     (run / "predictions.jsonl.gz").write_bytes(gzip.compress((run / "predictions.jsonl").read_bytes()))
     (run / "predictions.jsonl").unlink()
     (run / "verdicts.jsonl").unlink()
-    got = compare.verdicts(run)
+    got = verdicts(run)
     assert [v.correct for v in got] == [True] * 6
     assert (run / "verdicts.jsonl").read_text() == made and (run / "results.json").read_bytes() == results
 
@@ -100,21 +101,22 @@ def test_verdicts_are_judged_again_from_committed_predictions(tmp_path, tok, gol
     (run / "predictions.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
     later = (run / "verdicts.jsonl").stat().st_mtime + 10
     os.utime(run / "predictions.jsonl.gz", (later, later))
-    assert [v.correct for v in compare.verdicts(run)] == [False] + [True] * 5
+    assert [v.correct for v in verdicts(run)] == [False] + [True] * 5
     assert (run / "results.json").read_bytes() == results
 
     (run / "verdicts.jsonl").write_text("")  # an empty record is never compared as 0 samples
+    os.utime(run / "verdicts.jsonl", (later + 1, later + 1))  # (newer than the answers: not judged again)
     with pytest.raises(UserError, match="verdicts.jsonl holds no verdicts; score the evaluation again"):
-        compare.verdicts(run)
+        verdicts(run)
     (run / "verdicts.jsonl").unlink()
     (run / "predictions.jsonl").unlink()
     (run / "predictions.jsonl.gz").unlink()
     with pytest.raises(UserError, match=r"has its results but not its answers \(no predictions.jsonl, nor the "
                                         r"committed predictions.jsonl.gz\) to compare sample by sample; the run"):
-        compare.compare({"a": run, "b": run}, "a", "b")
+        compare({"a": run, "b": run}, "a", "b")
     shutil.rmtree(run)
     with pytest.raises(UserError, match=r"holds no evaluation \(no results.json\)"):
-        compare.verdicts(run)
+        verdicts(run)
 
 
 def test_a_notebook_stops_on_a_missing_input_naming_what_makes_it():

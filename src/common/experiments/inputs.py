@@ -92,7 +92,7 @@ def made_by(path: str | Path) -> str:
         return "the run that wrote it makes it"
     rel = "/".join(parts[1:]) + "/"
     for command, report, experiment, recipe in _headline_commands():
-        if parts[0] == "runs" and parts[1] == experiment and parts[2:3] in ([recipe], []):
+        if parts[0] == "runs" and parts[1] == experiment and list(parts[2:3]) in ([recipe], []):
             return f"`{command}` makes it"
         if parts[0] == "reports" and rel.startswith(report + "/"):
             mine = [c for c in _headline_commands() if c[1] == report]
