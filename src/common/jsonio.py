@@ -152,12 +152,13 @@ def archive(path: str | Path) -> Path:
     path = Path(path)
     dest = path.with_name(path.name + ".gz")
     data = path.read_bytes()
-    if not dest.is_file() or _unpacked(dest) != data:  # (a damaged archive is rewritten)
+    if not dest.is_file() or unpacked(dest) != data:  # (a damaged archive is rewritten)
         _atomic_write(dest, gzip.compress(data, compresslevel=9, mtime=0))
     return dest
 
 
-def _unpacked(packed: Path) -> bytes | None:
+def unpacked(packed: Path) -> bytes | None:
+    """The records an archive holds; None for a damaged one."""
     try:
         return gzip.decompress(packed.read_bytes())
     except (OSError, EOFError, zlib.error):
@@ -171,7 +172,7 @@ def restore(path: str | Path) -> bool:
     packed = path.with_name(path.name + ".gz")
     if path.exists() or not packed.is_file():
         return False
-    data = _unpacked(packed)
+    data = unpacked(packed)
     if data is None:
         raise UserError(f"{packed} is not a readable gzip archive; restore it with `git checkout -- {packed}`, "
                         "or delete it to generate the records again")

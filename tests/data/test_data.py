@@ -187,6 +187,19 @@ def test_quality_filter_drops_with_reasons():
         sample(3, "call g with n 4", {"n": 4}, name="g")  # refused where samples are made
 
 
+def test_an_answer_naming_an_undeclared_argument_never_enters_a_build():
+    """BFCL-live answers may name an argument their function lacks: the benchmark's own entry is let
+    through (validated as the benchmark's), but a build's filter drops it, since reading the build
+    back validates it as an ordinary sample (notebook 03's generic build stored one, session 26)."""
+    tools = [_fn("f", {"n": {"type": "integer"}}, ["n"])]
+    row = {"id": "live_1", "tools": tools, "messages": [{"role": "user", "content": "call f, n 3, at noon"}],
+           "expected_calls": [ExpectedCall.exact("f", {"n": 3, "at": "noon"}).model_dump()], "source": "bfcl_live"}
+    real = Sample.model_validate(row, context={"benchmark": True})
+    assert quality.problem(real) == ("args_fail_schema", "live_1: f.at: not a declared parameter")
+    with pytest.raises(ValueError, match=r"gives arguments \['at'\] that the tool's parameters do not declare"):
+        Sample.model_validate(row)
+
+
 def test_sampled_values_fit_their_schemas():
     rng = random.Random(0)
     for t in catalog.from_bfcl().select(top=24).toolkits.values():

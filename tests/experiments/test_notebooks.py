@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from papermill.exceptions import PapermillExecutionError
 
 from common.experiments import figures
 from common.experiments.notebooks import (
@@ -19,6 +20,7 @@ from common.experiments.notebooks import (
     check_parameters,
     declared_parameters,
     execute,
+    run_name,
     stage_class,
 )
 from common.experiments.sweep import load_sweep, run_sweep
@@ -49,8 +51,8 @@ def ran(roots):
         if name not in done:
             params = {**CI.get(name, {}), **(extra or {})}
             declared = declared_parameters(name)
-            folder = roots / "reports" / params.get("experiment", declared["experiment"]) / params.get(
-                "run", declared["run"])
+            run_ = params.get("run", declared["run"]) or run_name(name, {**declared, **params})
+            folder = roots / "reports" / params.get("experiment", declared["experiment"]) / run_
             execute(name, folder, params)
             done[name] = folder
         return done[name]
@@ -167,6 +169,35 @@ def test_04_lora_ablation(ran):
     assert r["train"]["steps"] == 2 and r["metrics"]["n"] == 4
     assert 0 < r["gate"]["threshold"] < 1 and r["metrics"]["call_gate"] == r["gate"]["threshold"]
     assert (folder / "history.json").is_file() and (folder / "training.png").is_file()
+
+
+@pytest.mark.slow
+def test_04_names_its_run_from_its_parameters_and_restarts_on_request(ran, roots):
+    ran("00_data")
+    assert ran("04_lora_ablation").name == "r4-all"  # run = None: named from the parameters
+    base = {**CI["04_lora_ablation"], "experiment": "restart_ci", "run": "x"}
+    execute("04_lora_ablation", roots / "executed", base)
+    other = {**base, "sft_set": {**base["sft_set"], "lora_r": 2}}
+    with pytest.raises(PapermillExecutionError) as refused:  # another rank under the same name
+        execute("04_lora_ablation", roots / "executed", other)
+    assert refused.value.ename == "UserError" and "lora_r: 4 there, 2 now" in refused.value.evalue
+    assert "(in a notebook: another `run`, or `restart = True`)" in refused.value.evalue
+    execute("04_lora_ablation", roots / "executed", {**other, "restart": True})
+    r = results(roots / "reports" / "restart_ci" / "x")
+    assert r["train"]["params"]["lora_r"] == 2 and len(r["train"]["invocations"]) == 1  # trained afresh
+
+
+def test_run_names_follow_the_parameters():
+    assert run_name("04_lora_ablation", declared_parameters("04_lora_ablation")) == "r16-all"
+    assert run_name("04_lora_ablation", {"sft_params": ["params/sft.yaml"],
+                                         "sft_set": {"lora_r": 8, "target_modules": ["q_proj", "v_proj"]}}) == \
+        "r8-q_proj+v_proj"
+    assert run_name("06_data_scale", declared_parameters("06_data_scale")) == "n160-e1"
+    assert run_name("06_data_scale", {"sft_params": ["params/sft.yaml"],
+                                      "sft_set": {"data": "data/unfiltered:train", "limit": 64, "epochs": 2}}) == \
+        "n64-e2-unfiltered"
+    with pytest.raises(ParamsError, match="notebook 03_full_ft_v1 needs a run name: set `run`"):
+        run_name("03_full_ft_v1", declared_parameters("03_full_ft_v1"))
 
 
 @pytest.mark.slow

@@ -63,6 +63,12 @@ def problem(sample: Sample) -> tuple[str, str] | None:
         broken = validate_arguments(functions[call.name], concrete)
         if broken:
             return "args_fail_schema", f"{sample.id}: {call.name}.{broken}"
+        # a BFCL-live answer may name an argument its function lacks (Sample lets the benchmark's
+        # own data through, never a build's): JSON Schema allows extra keys, so check it here
+        props = (functions[call.name].get("parameters") or {}).get("properties") or {}
+        undeclared = [k for k in [*call.arguments, *call.optional] if k not in props]
+        if undeclared:
+            return "args_fail_schema", f"{sample.id}: {call.name}.{undeclared[0]}: not a declared parameter"
         if sample.source.startswith(WRITTEN_SOURCES):
             unsaid = [k for k, v in concrete.items() if not _said(v, text)]
             if unsaid:

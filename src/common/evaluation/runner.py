@@ -227,15 +227,9 @@ def throughput(predictions: list[dict[str, Any]]) -> dict[str, Any]:
             "truncated": sum(r["finish_reason"] == "length" for r in predictions)}  # copied answers too
 
 
-def score(out: str | Path, samples: list[Sample] | None = None,
-          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Parse and check every prediction in `out` into verdicts, metrics and results.json.
-
-    `overrides` may change the scoring parameters (SCORING_KEYS) of a finished run.
-    Timings are those of every invocation that generated into `out`, added up. Reads the
-    predictions and never writes to them; answers to prompts that have changed since they were
-    generated (`formats.base.PROMPT_VERSION`) are refused, not scored.
-    """
+def judged(out: str | Path, samples: list[Sample] | None = None, overrides: dict[str, Any] | None = None) -> tuple:
+    """Every prediction in `out` parsed and checked: (params, run, samples, predictions, latency rows, verdicts,
+    verdicts.jsonl's rows). Writes only the plain copies of committed archives (`*.jsonl.gz`) that are missing."""
     out = Path(out)
     if not (out / "run.json").is_file():
         raise UserError(f"{out} holds no evaluation (run.json is missing); run the evaluation into it first")
@@ -268,6 +262,16 @@ def score(out: str | Path, samples: list[Sample] | None = None,
         v = check_sample(s, parsed, strict_strings=params.strict_strings)
         verdicts.append(v)
         rows.append({**v.to_dict(), "parsed": parsed.to_dict()})
+    return params, run, samples, predictions, latency_rows, verdicts, rows
+
+
+def score(out: str | Path, samples: list[Sample] | None = None,
+          overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every prediction in `out` judged (`judged`) into verdicts.jsonl, metrics, results.json. `overrides` may change
+    the scoring parameters (SCORING_KEYS); timings add up every invocation that generated into `out`. Answers to
+    prompts that changed since they were generated (`formats.base.PROMPT_VERSION`) are refused, not scored."""
+    out = Path(out)
+    params, run, samples, predictions, latency_rows, verdicts, rows = judged(out, samples, overrides)
     write_jsonl(out / "verdicts.jsonl", rows)
     latency = {r["id"]: r for r in latency_rows}.values()
     metrics = compute_metrics(verdicts)

@@ -5,6 +5,8 @@ takes the same layered parameters as its command line and writes to disk before 
 returns (`steps`); comparisons and their tables are `compare`. The modules:
 - `steps`: build, train, calibrate, evaluate, save a notebook's results; `show`: what a notebook displays;
 - `compare`: the Kinetic table, head-to-head, BFCL beside the held-out set, as data and markdown;
+- `inputs`: what a notebook reads, made in its setup cell (data, verdicts from committed predictions) or
+  named in one line with the command that makes it; `kernel`: a user error in a notebook as that one line;
 - `notebooks`: a notebook's declared parameters, checked, then papermill; `sweep`: a notebook per
   parameter set (`python -m common.experiments.sweep`, or `python -m common.sweep`);
 - `quickstart`: the main job (`make quickstart`); `router`: the two-hop router of notebook 02;

@@ -7,15 +7,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from common.errors import UserError
 from common.evaluation.checker import Verdict
 from common.evaluation.metrics import bootstrap_ci, head_to_head, paired_difference
-from common.jsonio import read_jsonl
+from common.experiments.inputs import ensure_verdicts
+from common.jsonio import read_jsonl, restore
 from common.markdown import interval, pct, seconds
-from common.provenance import shown
+from common.provenance import local_path, shown
 
 
 def verdicts(eval_dir: str | Path) -> list[Verdict]:
-    rows = read_jsonl(Path(eval_dir) / "verdicts.jsonl")
+    """An evaluation's per-sample verdicts (judged again from its committed predictions where a fresh
+    clone has only those); an evaluation without any is one line, never an empty comparison."""
+    rows = read_jsonl(ensure_verdicts(eval_dir) / "verdicts.jsonl")
+    if not rows:
+        raise UserError(f"{shown(eval_dir)}/verdicts.jsonl holds no verdicts; score the evaluation again "
+                        f"(python -m common.evaluation --score-only --out {shown(eval_dir)})")
     return [Verdict.from_dict({k: v for k, v in r.items() if k != "parsed"}) for r in rows]
 
 
@@ -109,8 +116,10 @@ def compare(evals: dict[str, str | Path], a: str | None = None, b: str | None = 
         row["accuracy_bootstrap_ci95"] = bootstrap_ci([v.correct for v in vs[name]])
         row["eval_dir"] = shown(folder)
         rows.append(row)
+    for folder in evals.values():
+        restore(local_path(folder) / "latency.jsonl")  # a fresh clone's committed archive, where there is one
     out: dict[str, Any] = {"table": rows, "latencies": {
-        name: [r["seconds"] for r in read_jsonl(Path(folder) / "latency.jsonl", ("seconds",))]
+        name: [r["seconds"] for r in read_jsonl(local_path(folder) / "latency.jsonl", ("seconds",))]
         for name, folder in evals.items()}}
     if a and b:
         out["head_to_head"] = {"a": a, "b": b, **head_to_head(vs[a], vs[b]),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import difflib
 import os
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from pydantic import BaseModel
 from common.bfcl.params import BFCLParams
 from common.data.build import DataParams
 from common.evaluation.params import EvalParams
-from common.params import ParamsError, check_keys
+from common.params import ParamsError, check_keys, load_params
 from common.provenance import ROOT
 from common.secrets import refuse_keys
 from common.training.params import DPOParams, SFTParams
@@ -41,6 +42,30 @@ OVERRIDES: dict[str, type[BaseModel]] = {
 }
 # Dicts of {name: override dict}: 05's DPO variants, 08's models.
 OVERRIDES_BY_NAME: dict[str, type[BaseModel]] = {"variants": DPOParams, "models": BFCLParams}
+
+
+# How a sweep notebook names a run left unnamed (`run = None`): from its training parameters as
+# resolved, so that a run with other settings never lands in another's folder (or is refused there).
+def _modules(spec: str | list[str]) -> str:
+    return spec if isinstance(spec, str) else "+".join(spec)
+
+
+def _build(data: str) -> str:
+    name = data.partition(":")[0].removeprefix("data/")
+    return "" if name == "offline-default" else f"-{name.replace('/', '_')}"
+
+
+RUN_NAMES: dict[str, Callable[[SFTParams], str]] = {
+    "04_lora_ablation": lambda t: f"r{t.lora_r}-{_modules(t.target_modules)}",
+    "06_data_scale": lambda t: f"n{t.limit or 'all'}-e{t.epochs:g}{_build(t.data)}",
+}
+
+
+def run_name(notebook: str, params: dict[str, Any]) -> str:
+    """The run name of a notebook whose `run` is None, from its `sft_params` + `sft_set` (`RUN_NAMES`)."""
+    if notebook not in RUN_NAMES:
+        raise ParamsError(f"notebook {notebook} needs a run name: set `run` in its parameters")
+    return RUN_NAMES[notebook](load_params(SFTParams, [ROOT / f for f in params["sft_params"]], params["sft_set"]))
 
 
 def stage_class(name: str) -> type[BaseModel] | None:

@@ -212,7 +212,7 @@ def run(p: QuickstartParams, command: str = "make quickstart") -> dict[str, Any]
             "title": f"quickstart: {base['model']} untrained vs + LoRA SFT",
             "evals": {p.baseline: shown(out / p.baseline),
                       p.run: shown(Path(fine["eval_dir"]))},
-            "a": p.run, "b": p.baseline,
+            "a": p.run, "b": p.baseline, "bfcl": {},  # (its BFCL slice has a section of the report)
             "histories": {p.run: shown(history)}})
     comp = json.loads((out / "comparison.json").read_text())
     timings["total"] = round(time.perf_counter() - started, 1)

@@ -14,6 +14,7 @@ last by `save_results`, with `complete: true`; the sweep runner takes that as "d
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import types
 from contextlib import contextmanager
@@ -25,7 +26,9 @@ from common.evaluation.calibrate import calibrate
 from common.evaluation.params import EvalParams
 from common.evaluation.runner import evaluate
 from common.experiments.compare import kinetic_row
-from common.experiments.notebooks import check_parameters, declared_parameters
+from common.experiments.inputs import prepare
+from common.experiments.kernel import errors_in_one_line, quiet
+from common.experiments.notebooks import check_parameters, declared_parameters, run_name
 from common.jsonio import write_json
 from common.params import load_params
 from common.provenance import local_path, provenance, reports_root, shown
@@ -125,16 +128,22 @@ def save_results(out: str | Path, notebook: str, params: dict[str, Any], metrics
 def train_and_evaluate(*, stage_name: str = "sft", experiment: str, run: str, train_files: list[str],
                        train_set: dict[str, Any], eval_files: list[str], eval_set: dict[str, Any],
                        gate_samples: int = 160, gate_no_call_accuracy: float | None = None,
-                       wandb_group: str | None = None, timings: dict[str, float] | None = None) -> dict[str, Any]:
+                       wandb_group: str | None = None, timings: dict[str, float] | None = None,
+                       restart: bool = False) -> dict[str, Any]:
     """SFT (LoRA or full) or DPO (`train_set["sft"]` names the SFT run) into
     runs/<experiment>/<run>, the call gate chosen on unused training samples (when
     `gate_no_call_accuracy` is set), then the evaluation into reports/<experiment>/<run>/eval.
+    A rerun resumes each stage; `restart` deletes the run's weights and evaluation first.
     Returns {train, gate, eval, eval_dir, row, timings}: this call's stage times, also added
     to `timings` when given (a notebook sums several calls' there)."""
     mine: dict[str, float] = {}
     common = {"experiment": experiment, "wandb_group": wandb_group}
+    out = report_dir(experiment, run) / "eval"
+    if restart:  # the training deletes its own folder (resume: never); these predictions were of it
+        shutil.rmtree(out, ignore_errors=True)
     with stage(f"train {run}", mine):
-        tr = train(stage_name, train_files, {**train_set, **common, "run": run})
+        tr = train(stage_name, train_files,
+                   {**train_set, **common, "run": run, **({"resume": "never"} if restart else {})})
     gate = None
     if gate_no_call_accuracy is not None:
         ev = eval_params(eval_files, eval_set)
@@ -144,7 +153,6 @@ def train_and_evaluate(*, stage_name: str = "sft", experiment: str, run: str, tr
         print(f"    call gate {gate['threshold']:.4f}: on {gate['n']} unused training samples it calls on "
               f"{gate['call_recall']:.0%} of those that need a call and on {1 - gate['no_call_accuracy']:.0%} "
               "of the others", flush=True)
-    out = report_dir(experiment, run) / "eval"
     with stage(f"evaluate {run}", mine):
         res = evaluate_model(eval_files, {**eval_set, **adapter_of(tr), **common, "run": run, "out": str(out),
                                           "call_gate": gate["threshold"] if gate else None})
@@ -162,7 +170,7 @@ def recipe(params: dict[str, Any], prefix: str = "sft", **changes: Any) -> dict[
             "run": params["run"], "train_files": params[f"{prefix}_params"], "train_set": params[f"{prefix}_set"],
             "eval_files": params["eval_params"], "eval_set": params["eval_set"],
             "gate_samples": params["gate_samples"], "gate_no_call_accuracy": params["gate_no_call_accuracy"],
-            "wandb_group": params.get("wandb_group"), **changes}
+            "wandb_group": params.get("wandb_group"), "restart": params.get("restart", False), **changes}
 
 
 def one_run(notebook: str, params: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
@@ -230,8 +238,14 @@ def copy_history(tr: dict[str, Any], dest: str | Path) -> Path:
 
 
 def notebook_params(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
-    """The values of the notebook's declared parameters (as injected or edited), checked:
-    an override key its stage does not know fails here, before anything runs."""
+    """The values of the notebook's declared parameters (as injected or edited), checked: an
+    override key its stage does not know fails here, before anything runs; then what they name on
+    disk is there (`inputs.prepare`: data built, verdicts judged again from committed predictions)
+    or named in one line with the command that makes it. A `run` left None is named from the
+    parameters (`notebooks.RUN_NAMES`). A user error shows as its one line, and third-party noise is
+    off (`kernel.quiet`)."""
+    errors_in_one_line()
+    quiet()
     declared = declared_parameters(notebook)
     params = {k: namespace[k] for k in declared}
     # papermill injects an undeclared key without complaint: anything else defined by now is one
@@ -241,6 +255,10 @@ def notebook_params(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
     extra = {k: v for k, v in namespace.items() if not k.startswith("_") and k not in declared
              and k not in setup and not isinstance(v, types.ModuleType)}
     check_parameters(notebook, {**params, **extra}, "the parameters given")
+    if params.get("run", "") is None:  # named from the parameters (notebooks.RUN_NAMES)
+        params["run"] = namespace["run"] = run_name(notebook, params)
+        print(f"run: {params['run']} (named from the parameters)", flush=True)
+    prepare(params)
     return params
 
 

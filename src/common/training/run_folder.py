@@ -71,7 +71,8 @@ def prepare_out(p: TrainParams, stage: str) -> Path:
         if diff and started and p.resume != "never":
             lines = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
             raise UserError(f"{out} holds a run with other settings ({lines}). Use another --run or --out, "
-                             "or --restart to delete it and start over.")
+                             "or --restart to delete it and start over (in a notebook: another `run`, or "
+                             "`restart = True`).")
     if is_main_process():  # under `accelerate launch`, one process owns the folder
         if p.resume == "never" and out.exists():
             shutil.rmtree(out)
@@ -89,7 +90,8 @@ def finished(out: Path, resume: str) -> dict[str, Any] | None:
         weights_dir(out)
     except FileNotFoundError:
         return None
-    print(f"[train] {out} already finished with these settings; --restart trains it again", flush=True)
+    print(f"[train] {out} already finished with these settings; --restart (a notebook's `restart = True`) "
+          "trains it again", flush=True)
     return json.loads((out / "results.json").read_text())
 
 

@@ -11,6 +11,7 @@ from datasets import Dataset
 from trl import SFTConfig
 
 from common.formats import get_format
+from common.markdown import number
 from common.sources import load_samples, split_samples_sha256, split_sha256
 from common.training.devices import load_for_training, resolve_device, resolve_precision
 from common.training.params import SFTParams
@@ -83,5 +84,5 @@ def train_sft(params: SFTParams | dict[str, Any], callbacks: list[Any] = ()) -> 
     if not results:
         return {}
     print(f"[train] done: {throughput['tokens_per_s']} tokens/s, {throughput['seconds']} s; "
-          f"final loss {results['final'].get('loss')}; outputs {results['outputs']}", flush=True)
+          f"final loss {number(results['final'].get('loss'), 4)}; outputs {results['outputs']}", flush=True)
     return results
