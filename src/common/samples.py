@@ -106,11 +106,11 @@ class Sample(BaseModel):
             if call.name not in functions:
                 raise ValueError(f"expected_calls[{i}] names {call.name!r}, which is not among the offered "
                                  f"tools {sorted(functions)}")
-            props = (functions[call.name].get("parameters") or {}).get("properties") or {}
-            undeclared = [k for k in [*call.arguments, *call.optional] if k not in props]
+            undeclared = undeclared_arguments(call, functions[call.name])
             # BFCL's answer key is taken as BFCL gives it: a few answers name an argument the
             # function lacks, which BFCL's own checker, like this project's, never accepts.
             if undeclared and not _benchmark(info):
+                props = (functions[call.name].get("parameters") or {}).get("properties") or {}
                 raise ValueError(f"expected_calls[{i}] ({call.name}) gives arguments {undeclared} that the "
                                  f"tool's parameters do not declare (declared: {sorted(props)})")
         return self
@@ -142,6 +142,12 @@ def decode_arguments(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"arguments must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def undeclared_arguments(call: ExpectedCall, function: dict[str, Any]) -> list[str]:
+    """The arguments (given or optional) an expected call names that its function does not declare."""
+    props = (function.get("parameters") or {}).get("properties") or {}
+    return [k for k in [*call.arguments, *call.optional] if k not in props]
 
 
 def _benchmark(info: ValidationInfo) -> bool:

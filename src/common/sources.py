@@ -72,6 +72,12 @@ def load_samples(spec: str, limit: int | None = None, seed: int = 0) -> list[Sam
     return samples
 
 
+def build_name(spec: str) -> str | None:
+    """`data/<name>` or `data/<name>:<split>` as the build's name, built or not; None for any other spec."""
+    name = spec.partition(":")[0].removeprefix("data/").strip("/")
+    return name if spec.startswith("data/") and name and "/" not in name else None
+
+
 def built_split(spec: str) -> tuple[Path, str] | None:
     """`data/<build>` (its eval split) or `data/<build>:train`, when that is a built dataset."""
     path, _, split = spec.partition(":") if not local_path(spec).exists() else (spec, "", "")

@@ -95,6 +95,13 @@ def test_verdicts_are_judged_again_from_committed_predictions(tmp_path, tok, gol
     assert [v.correct for v in got] == [True] * 6
     assert (run / "verdicts.jsonl").read_text() == made and (run / "results.json").read_bytes() == results
 
+    # an archive of the same answers written after scoring (the headline's) leaves the verdicts standing
+    judged_at = (run / "verdicts.jsonl").stat().st_mtime_ns
+    newer = (run / "verdicts.jsonl").stat().st_mtime + 5
+    os.utime(run / "predictions.jsonl.gz", (newer, newer))
+    verdicts(run)
+    assert (run / "verdicts.jsonl").stat().st_mtime_ns == judged_at
+
     # a pull brings other committed answers: the restored copy and the verdicts are made again from them
     rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     rows[0]["text"] = '<tool_call>\n{"name": "no_such_tool", "arguments": {}}\n</tool_call>'  # wrong either way

@@ -21,7 +21,7 @@ from typing import Any
 from common.bfcl_data import normalize_request
 from common.data.values import say_value
 from common.errors import UserError
-from common.samples import Sample
+from common.samples import Sample, undeclared_arguments
 from common.schemas import validate_arguments
 
 WRITTEN_SOURCES = ("offline", "teacher")
@@ -65,8 +65,7 @@ def problem(sample: Sample) -> tuple[str, str] | None:
             return "args_fail_schema", f"{sample.id}: {call.name}.{broken}"
         # a BFCL-live answer may name an argument its function lacks (Sample lets the benchmark's
         # own data through, never a build's): JSON Schema allows extra keys, so check it here
-        props = (functions[call.name].get("parameters") or {}).get("properties") or {}
-        undeclared = [k for k in [*call.arguments, *call.optional] if k not in props]
+        undeclared = undeclared_arguments(call, functions[call.name])
         if undeclared:
             return "args_fail_schema", f"{sample.id}: {call.name}.{undeclared[0]}: not a declared parameter"
         if sample.source.startswith(WRITTEN_SOURCES):

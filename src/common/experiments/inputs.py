@@ -29,6 +29,7 @@ from common.experiments.notebooks import NOTEBOOKS, OVERRIDES, RUN_NAMES, declar
 from common.jsonio import exclusive, read_json, unpacked, write_jsonl
 from common.params import load_params
 from common.provenance import ROOT, local_path, shown
+from common.sources import build_name
 
 DATA_PREFIX = "data/"
 # the build command each params/data*.yaml gives in its header (tested for every such file)
@@ -46,12 +47,6 @@ def data_recipes() -> dict[str, list[str]]:
             files = found.group(1).split()
             recipes.setdefault(load_params(DataParams, [ROOT / f for f in files]).name, files)
     return recipes
-
-
-def build_name(spec: str) -> str | None:
-    """`data/<name>` or `data/<name>:<split>` as the build's name; None for any other data spec."""
-    name = spec.partition(":")[0].removeprefix(DATA_PREFIX).strip("/")
-    return name if spec.startswith(DATA_PREFIX) and name and "/" not in name else None
 
 
 def sources_of(params: DataParams) -> list[str]:
@@ -91,15 +86,15 @@ def made_by(path: str | Path) -> str:
     if len(parts) < 2 or parts[0] not in {"reports", "runs"}:
         return "the run that wrote it makes it"
     rel = "/".join(parts[1:]) + "/"
-    for command, report, experiment, recipe in _headline_commands():
-        if parts[0] == "runs" and parts[1] == experiment and list(parts[2:3]) in ([recipe], []):
+    for command, h in _headline_commands():
+        if parts[0] == "runs" and parts[1] == h.experiment and list(parts[2:3]) in ([h.recipe], []):
             return f"`{command}` makes it"
-        if parts[0] == "reports" and rel.startswith(report + "/"):
-            mine = [c for c in _headline_commands() if c[1] == report]
-            sub = rel[len(report) + 1:].split("/")[0]
+        if parts[0] == "reports" and rel.startswith(h.report + "/"):
+            mine = [(c, o) for c, o in _headline_commands() if o.report == h.report]
+            sub = rel[len(h.report) + 1:].split("/")[0]
             if sub == "untrained":
                 return f"`{mine[-1][0]} --set fine_tuned=false` makes it"
-            return f"`{next((c[0] for c in mine if c[3] == sub), mine[-1][0])}` makes it"
+            return f"`{next((c for c, o in mine if o.recipe == sub), mine[-1][0])}` makes it"
     for command, experiment in _quickstart_commands():
         if parts[1] == experiment:
             return f"`{command}` makes it"
@@ -111,29 +106,26 @@ def made_by(path: str | Path) -> str:
 
 
 @cache
-def _headline_commands() -> list[tuple[str, str, str, str]]:
-    """(command, report folder, runs experiment, recipe) of every headline recipe in params/, each
-    report's own recipe (the fewest files) last."""
+def _headline_commands() -> list[tuple[str, Any]]:
+    """(command, its HeadlineParams) of every headline recipe in params/, each report's own recipe
+    (the fewest files) last."""
     from common.experiments.headline import HeadlineParams  # (it imports the steps, which import this)
     base = "params/headline.yaml"
     out = []
     for path in [None, *sorted((ROOT / "params").glob("headline_*.yaml")),
                  *sorted((ROOT / "params" / "headline").glob("*.yaml"))]:
         files = [base] + ([path.relative_to(ROOT).as_posix()] if path else [])
-        p = load_params(HeadlineParams, [ROOT / f for f in files])
-        out.append((f"python -m common.experiments.headline {' '.join(files)}", p.report, p.experiment, p.recipe))
+        out.append((f"python -m common.experiments.headline {' '.join(files)}",
+                    load_params(HeadlineParams, [ROOT / f for f in files])))
     return sorted(out, key=lambda c: -len(c[0].split()))
 
 
 @cache
 def _headline_builds() -> dict[str, str]:
     """{build name: the headline command whose recipe builds it} (an ablation's `data_set` makes its own)."""
-    from common.experiments.headline import HeadlineParams  # (as above)
     out: dict[str, str] = {}
-    for command, *_ in reversed(_headline_commands()):
-        files = command.split()[3:]
-        p = load_params(HeadlineParams, [ROOT / f for f in files])
-        out.setdefault(load_params(DataParams, [ROOT / f for f in p.data_params], p.data_set).name, command)
+    for command, h in reversed(_headline_commands()):
+        out.setdefault(load_params(DataParams, [ROOT / f for f in h.data_params], h.data_set).name, command)
     return out
 
 
@@ -177,8 +169,10 @@ def ensure_verdicts(folder: str | Path) -> Path:
     if plain.is_file() and packed.is_file() and packed.stat().st_mtime > plain.stat().st_mtime \
             and unpacked(packed) != plain.read_bytes():
         plain.unlink()  # the committed answers changed since this copy was restored from them
-    answers = [p.stat().st_mtime for p in (plain, packed) if p.is_file()]
-    if verdicts.is_file() and (not answers or verdicts.stat().st_mtime >= max(answers)):
+    # judged from the plain copy when there is one: an archive written after scoring, of the same
+    # answers (the headline archives each finished evaluation), leaves its verdicts standing
+    answers = plain if plain.is_file() else packed
+    if verdicts.is_file() and (not answers.is_file() or verdicts.stat().st_mtime >= answers.stat().st_mtime):
         return folder
     data = (read_json(folder / "run.json", "run record").get("params") or {}).get("data") \
         if (folder / "run.json").is_file() else None

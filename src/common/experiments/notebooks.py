@@ -27,6 +27,7 @@ from common.evaluation.params import EvalParams
 from common.params import ParamsError, check_keys, load_params
 from common.provenance import ROOT
 from common.secrets import refuse_keys
+from common.sources import build_name
 from common.training.params import DPOParams, SFTParams
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -51,8 +52,8 @@ def _modules(spec: str | list[str]) -> str:
 
 
 def _build(data: str) -> str:
-    name = data.partition(":")[0].removeprefix("data/")
-    return "" if name == "offline-default" else f"-{name.replace('/', '_')}"
+    name = build_name(data) or data.partition(":")[0].removeprefix("data/").replace("/", "_")  # (a samples file)
+    return "" if name == "offline-default" else f"-{name}"
 
 
 RUN_NAMES: dict[str, Callable[[SFTParams], str]] = {
