@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
+from common.adapter_card import record_evaluation
 from common.backends import Backend, GenerationSettings
 from common.decoding import CallDecision, call_start_token
 from common.engines import BACKENDS, load_generator
@@ -298,6 +299,7 @@ def score(out: str | Path, samples: list[Sample] | None = None,
     results = portable(results)
     write_json(out / "results.json", results)
     (out / "summary.md").write_text(summary_table(results), encoding="utf-8")
+    record_evaluation(params.adapter, results, out)  # the adapter's model card shows it
     return results
 
 
@@ -406,8 +408,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with exclusive(Path(args.out)):  # a running generation may be appending to it
             results = score(args.out, overrides=merge({}, overrides_of(args)))
     else:
-        flags = {k: v for k, v in vars(args).items()
-                 if k in EvalParams.model_fields and v is not None}
+        flags = {k: v for k, v in vars(args).items() if k in EvalParams.model_fields and v is not None}
         params = load_params(EvalParams, args.params, overrides_of(args) | flags)
         results = evaluate(params)
     print(summary_table(results))
