@@ -146,8 +146,9 @@ def read_offline_run(folder: str | Path) -> dict[str, Any]:
             out["history"].append({i.key or "/".join(i.nested_key): _history_value(i) for i in rec.history.item})
         elif kind == "files":
             out["files"] += [f.path for f in rec.files.files]
-    out["config"] = {k: v.get("value", v) if isinstance(v, dict) else v for k, v in out["config"].items()
-                     if k != "_wandb"}
+    # a config file wraps each value as {"value": ...}; unwrap that shape only
+    out["config"] = {k: v["value"] if isinstance(v, dict) and set(v) <= {"value", "desc"} and "value" in v else v
+                     for k, v in out["config"].items() if k != "_wandb"}
     return out
 
 

@@ -90,6 +90,14 @@ def test_trl_tokenises_the_rows_with_their_tools_and_answers(built, tmp_path):
             assert answer["content"][:20] in text
 
 
+def test_the_command_exports_a_build_again(built, capsys):
+    out, _ = built
+    (out / "hf" / "README.md").unlink()
+    data.main(["export", str(out)])
+    assert "written:" in capsys.readouterr().out and (out / "hf" / "README.md").is_file()
+    assert export.size_category(999) == "n<1K" and export.size_category(250_000) == "100K<n<1M"
+
+
 def test_exporting_what_is_not_a_build_names_the_fix(tmp_path):
     with pytest.raises(UserError, match="python -m common.data build"):
         export.export(tmp_path / "nothing")

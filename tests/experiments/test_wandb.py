@@ -50,7 +50,8 @@ def test_two_runs_of_a_sweep_differ_in_exactly_their_swept_parameters(tmp_path, 
     assert differ == {"sft_set/lora_r", "train/lora_r", "train/lora_alpha"}
     # the table and the figures are files of the run, as `wandb sync` uploads them
     for folder in folders:
-        media = {p.relative_to(folder / "files").parts[1] for p in (folder / "files" / "media").rglob("*") if p.is_file()}
+        media = {p.relative_to(folder / "files").parts[1] for p in (folder / "files" / "media").rglob("*")
+                 if p.is_file()}
         assert {"table", "images"} <= media
         rows = json.loads(next((folder / "files" / "media" / "table").glob("predictions*.table.json")).read_text())
         assert rows["columns"][:4] == ["evaluation", "id", "scenario", "correct"] and len(rows["data"]) == 4

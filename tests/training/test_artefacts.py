@@ -12,6 +12,7 @@ from common import adapter_card
 from common.evaluation.calibrate import calibrate
 from common.evaluation.params import EvalParams
 from common.evaluation.runner import evaluate
+from common.gguf_convert import model_key
 from common.models import EMBEDDED, hub_id_of, load_model
 from common.samples import write_samples
 from common.sources import load_data
@@ -72,6 +73,16 @@ def test_the_gate_applies_by_default_and_none_turns_it_off(run, tmp_path):
     assert entries[str(tmp_path / "ev")]["n"] == 4  # keyed by the folder as shown (absolute outside the repo)
     card = (out / "adapter" / "README.md").read_text()
     assert "| evaluation | data | n | accuracy (95% CI)" in card and f"{gate['threshold']:.4f} |" in card
+
+
+def test_rewriting_the_card_and_gate_keeps_the_cached_gguf(run):
+    out, gate = run
+    adapter = str(out / "adapter")
+    before = model_key("tiny-random-llama", adapter, "float32")
+    adapter_card.keep_gate(adapter, {**gate, "threshold": 0.5})
+    adapter_card.name_base(out / "adapter", "smollm2-135m-instruct")
+    assert model_key("tiny-random-llama", adapter, "float32") == before  # the weights did not change
+    adapter_card.keep_gate(adapter, gate)
 
 
 def test_peft_loads_it_by_the_hub_id_where_the_base_is_available(run, tmp_path):

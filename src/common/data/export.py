@@ -14,6 +14,9 @@ conversational sample with tools:
 - `id`, `scenario`, `toolkit`, `source`, `expected_calls` (every acceptable value, JSON): what the
   project scores by.
 
+`arguments` stays a string as the OpenAI API sends it; a chat template that writes
+`arguments | tojson` expects a dict, so decode it first (`json.loads`) for such a template.
+
 The answer is the project's training target (`training_data.target_calls`' rule: the first
 acceptable value of each argument). The project's own training renders prompts through its
 format's system prompt (`common.formats`), not through a chat template's `tools`; TRL applies the
@@ -49,6 +52,17 @@ LICENCES = {
 }
 
 
+SPDX = {"apache-2.0", "cc-by-4.0"}  # the licences above the Hub knows by name
+
+
+def size_category(n: int) -> str:
+    """The Hub's size bucket of a dataset of n rows."""
+    for bound, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < bound:
+            return label
+    return "n>1M"
+
+
 def source_terms(source: str) -> tuple[str, str]:
     """(origin, licence) of a sample source; augmented live samples (`bfcl_live_composed`, ...) are BFCL's."""
     for prefix, terms in LICENCES.items():
@@ -61,7 +75,7 @@ def answer_message(sample: Sample) -> dict[str, Any]:
     """The assistant's answer: the calls trained on, or the reply when no call is expected."""
     if sample.expected_calls:
         calls = [{"type": "function", "function": {"name": c.name, "arguments": json.dumps(
-            {k: v[0] for k, v in c.arguments.items()}, ensure_ascii=False)}} for c in sample.expected_calls]
+            c.target_arguments(), ensure_ascii=False)}} for c in sample.expected_calls]
         return {"role": "assistant", "content": "", "tool_calls": calls}
     return {"role": "assistant", "content": (sample.reply or "").strip(), "tool_calls": None}
 
@@ -102,11 +116,12 @@ def card_text(card: dict[str, Any], splits: dict[str, list[Sample]], validation_
     terms = {src: source_terms(src) for src in sources}
     licences = sorted({lic for _, lic in terms.values()})
     total = sum(len(v) for v in splits.values())
+    spdx = len(licences) == 1 and licences[0] in SPDX
     data = DatasetCardData(
-        license=licences[0] if len(licences) == 1 else "other", language=["en"],
-        task_categories=["text-generation"], pretty_name=f"toolcall-lab {card['name']}",
+        license=licences[0] if spdx else "other", **({} if spdx else {"license_name": "; ".join(licences)}),
+        language=["en"], task_categories=["text-generation"], pretty_name=f"toolcall-lab {card['name']}",
         tags=["tool-calling", "function-calling", "trl", "conversational", "toolcall-lab"],
-        size_categories=["n<1K" if total < 1000 else "1K<n<10K" if total < 10_000 else "10K<n<100K"])
+        size_categories=[size_category(total)])
     table = ["| split | samples | scenarios | sources |", "|---|---|---|---|"]
     for name, rows in splits.items():
         table.append(f"| {name} | {len(rows)} | {mix(s.scenario for s in rows)} | {mix(s.source for s in rows)} |")

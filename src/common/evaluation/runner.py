@@ -239,7 +239,7 @@ def judged(out: str | Path, samples: list[Sample] | None = None, overrides: dict
     if bad:
         raise UserError(f"{bad} change generation; rescoring may only change {list(SCORING_KEYS)}")
     try:
-        params = EvalParams.model_validate(run["params"] | (overrides or {}) | {"out": str(out)})
+        params = EvalParams.model_validate({"call_gate": None} | run["params"] | (overrides or {}) | {"out": str(out)})
     except ValidationError as err:
         raise ParamsError(validation_message(err, f"{out}/run.json and the overrides")) from None
     samples = samples if samples is not None else load_data(params.data, params.limit)
@@ -299,7 +299,6 @@ def score(out: str | Path, samples: list[Sample] | None = None,
     results = portable(results)
     write_json(out / "results.json", results)
     (out / "summary.md").write_text(summary_table(results), encoding="utf-8")
-    record_evaluation(params.adapter, results, out)  # the adapter's model card shows it
     return results
 
 
@@ -382,6 +381,7 @@ def _evaluate(params: EvalParams, samples: list[Sample], model_and_tokenizer: tu
                         checkpoint=lambda n: save("latency_s", t, "latency_requests", n), settings=settings)
     save()
     results = score(out, samples)
+    record_evaluation(params.adapter, results, out)  # the adapter's model card shows it (not on a rescoring)
     tracker = start_run(params.model_dump(), mode=params.wandb, project=params.wandb_project,
                         group=params.wandb_group or params.experiment, name=params.run, job_type="evaluate")
     tracker.summary.update(flatten(results["metrics"]) | flatten({"throughput": results["throughput"],

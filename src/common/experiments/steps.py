@@ -30,8 +30,8 @@ from common.evaluation.runner import evaluate
 from common.experiments.compare import kinetic_row
 from common.experiments.inputs import prepare
 from common.experiments.kernel import errors_in_one_line, quiet
-from common.experiments.tracked import notebook_run
 from common.experiments.notebooks import check_parameters, declared_parameters, run_name
+from common.experiments.tracked import notebook_run
 from common.jsonio import write_json
 from common.params import load_params
 from common.provenance import local_path, provenance, reports_root, shown

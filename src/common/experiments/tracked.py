@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common.evaluation.checker import Verdict
+from common.experiments.compare import results_of, verdicts
 from common.jsonio import read_jsonl, restore
 from common.provenance import local_path
 from common.tracking import flatten, resolve_mode, start_run
@@ -57,8 +57,7 @@ def eval_dirs(metrics: dict[str, Any], extra: dict[str, Any], run: str) -> dict[
     dirs = {r["model"]: r["eval_dir"] for r in metrics.get("table") or [] if isinstance(r, dict) and r.get("eval_dir")}
     if extra.get("eval_dir"):
         dirs[run] = extra["eval_dir"]
-    return {name: local_path(d) for name, d in dirs.items()
-            if (local_path(d) / "results.json").is_file() and (local_path(d) / "verdicts.jsonl").is_file()}
+    return {name: local_path(d) for name, d in dirs.items() if (local_path(d) / "results.json").is_file()}
 
 
 def table_rows(name: str, folder: Path) -> list[list[Any]]:
@@ -66,8 +65,7 @@ def table_rows(name: str, folder: Path) -> list[list[Any]]:
     restore(folder / "predictions.jsonl")
     answers = {r["id"]: r for r in read_jsonl(folder / "predictions.jsonl", ("id", "text"))}
     rows = []
-    for raw in read_jsonl(folder / "verdicts.jsonl", ("id",)):
-        v = Verdict.from_dict({k: raw[k] for k in raw if k != "parsed"})
+    for v in verdicts(folder):  # judged again from the committed answers where a clone has only those
         a = answers.get(v.id, {})
         rows.append([name, v.id, v.scenario, v.correct, v.error_kind, ", ".join(v.expected_names),
                      ", ".join(v.output_names), a.get("text"), a.get("p_call")])
@@ -98,9 +96,11 @@ def notebook_run(notebook: str, params: dict[str, Any], metrics: dict[str, Any],
 
     train = (extra.get("train") or {}).get("params") or {}
     dirs = eval_dirs(metrics, extra, params.get("run") or notebook)
-    evaluation = json.loads((next(iter(dirs.values())) / "results.json").read_text())["params"] if dirs else {}
+    # a comparison's rows share their decoding settings: the first row's stand for them
+    evaluation = results_of(next(iter(dirs.values())))["params"] if dirs else {}
     config = {"notebook": notebook, **compared(params), **compared(train, "train/"),
-              **compared(evaluation, "eval/")}
+              # the gate is each run's own calibration, an outcome (in the summary), not a setting
+              **compared({k: v for k, v in evaluation.items() if k != "call_gate"}, "eval/")}
     run = start_run(config, mode=mode, project=eval_set.get("wandb_project") or "toolcall-lab",
                     group=params.get("wandb_group") or params.get("experiment"), name=params.get("run"),
                     job_type="notebook", tags=tags(notebook, train, evaluation))
