@@ -27,9 +27,9 @@ def run(tmp_path_factory):
     samples = [s if s.expected_calls else s.model_copy(update={"reply": "I can't do that with these tools."})
                for s in load_data("suite:everyday_tools")]
     write_samples(samples, tmp / "train.jsonl")
-    train_sft(SFTParams(model="tiny-random-llama", data=str(tmp / "train.jsonl"), limit=24, eval_data=None, eval_limit=0,
-                        max_steps=2, batch_size=2, gradient_accumulation_steps=1, precision="fp32", device="cpu",
-                        wandb="disabled", out=str(tmp / "sft"), max_length=4096))
+    train_sft(SFTParams(model="tiny-random-llama", data=str(tmp / "train.jsonl"), limit=24, eval_data=None,
+                        eval_limit=0, max_steps=2, batch_size=2, gradient_accumulation_steps=1, precision="fp32",
+                        device="cpu", wandb="disabled", out=str(tmp / "sft"), max_length=4096))
     gate = calibrate(tmp / "sft", samples=16, backend="transformers", dtype="float32")
     return tmp / "sft", gate
 
