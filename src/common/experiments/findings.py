@@ -92,7 +92,7 @@ def benchmark(r: dict[str, Any]) -> list[Row]:
     rows = _rows(r["metrics"])
     a, b = rows.get(h.get("a")), rows.get(h.get("b"))
     return [*_kinetic(a, (82.33, 95.33, 4.67, 1.61)),
-            ("the model it is compared with", "78.67% (untrained Qwen3-4B)", _share(b))]
+            (f"accuracy of the model it is compared with ({h.get('b')})", "78.67% (untrained Qwen3-4B)", _share(b))]
 
 
 ANCHOR = {"simple_python": 61.6, "multiple": 63.5, "parallel": 39, "parallel_multiple": 29.5, "irrelevance": 73.7}
