@@ -137,6 +137,7 @@ def read_offline_run(folder: str | Path) -> dict[str, Any]:
         if kind == "run":
             out.update(name=rec.run.display_name, group=rec.run.run_group, job_type=rec.run.job_type,
                        tags=list(rec.run.tags), id=rec.run.run_id)
+            out["config"].update({i.key: json.loads(i.value_json) for i in rec.run.config.update})  # wandb.init's
         elif kind == "config":
             out["config"].update({i.key: json.loads(i.value_json) for i in rec.config.update})
         elif kind == "summary":

@@ -78,6 +78,7 @@ def test_trl_tokenises_the_rows_with_their_tools_and_answers(built, tmp_path):
     model, tok = load_model("tiny-random-llama", dtype="float32")
     tok.chat_template = TOOL_TEMPLATE
     args = SFTConfig(output_dir=str(tmp_path / "trl"), max_steps=1, report_to=[], per_device_train_batch_size=2,
+                     bf16=False, use_cpu=True,
                      assistant_only_loss=False, max_length=None, dataset_num_proc=None)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
     for row, encoded in zip(ds, trainer.train_dataset):
