@@ -141,8 +141,12 @@ def read_offline_run(folder: str | Path) -> dict[str, Any]:
         elif kind == "config":
             out["config"].update({i.key: json.loads(i.value_json) for i in rec.config.update})
         elif kind == "summary":
-            out["summary"].update({i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                                   for i in rec.summary.update})
+            for i in rec.summary.update:  # a logged table or image comes as one item per field (nested_key)
+                path = [i.key] if i.key else list(i.nested_key)
+                place = out["summary"]
+                for part in path[:-1]:
+                    place = place.setdefault(part, {})
+                place[path[-1]] = json.loads(i.value_json)
         elif kind == "history":
             out["history"].append({i.key or "/".join(i.nested_key): _history_value(i) for i in rec.history.item})
         elif kind == "files":
