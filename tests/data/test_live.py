@@ -206,6 +206,13 @@ def test_the_live_build_holds_toolkits_back_and_never_leaks(tmp_path):
     # held-back splits in a seeded order, not BFCL's category order: the first few hold both kinds
     for xs in (dev, transfer):
         assert len({bool(s.expected_calls) for s in xs[:10]}) == 2
+    # exported for TRL: the dev split validates, the unseen toolkits test; BFCL's licence, live ids named
+    from datasets import load_from_disk
+    hf = load_from_disk(str(out / "hf"))
+    assert [len(hf[k]) for k in ("train", "validation", "test")] == [len(train), len(dev), len(transfer)]
+    assert [r["id"] for r in hf["test"]] == [s.id for s in transfer]
+    readme = (out / "hf" / "README.md").read_text()
+    assert "license: apache-2.0" in readme and "BFCL *live* entries are used for training" in readme
 
 
 def test_the_live_mix_refuses_other_sources(tmp_path):

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from pydantic import Field, field_validator
 
 from common import bfcl_data
 from common.errors import UserError
-from common.evaluation.params import GenerationSpec
-from common.provenance import local_path
+from common.evaluation.params import GenerationSpec, gate_value, resolve_gate
 
 CATEGORIES = bfcl_data.SCORED_CATEGORIES
 
@@ -21,7 +18,7 @@ class BFCLParams(GenerationSpec):
         f"BFCL categories to score: {', '.join(CATEGORIES)}"))
     limit: int | None = Field(None, ge=1, description="only the first N entries of each category")
     call_gate: float | str | None = Field("auto", description=(
-        "auto: the adapter's training run's calibrated gate (runs/<...>/call_gate.json) when it has one, "
+        "auto: the adapter's own calibrated gate (its call_gate.json, or its training run's) when it has one, "
         "else none; none; or a threshold in (0, 1)"))
     reuse: str | None = Field(None, description=(
         "with a call gate: a finished BFCL run of the same model and adapter without one; each category's "
@@ -43,11 +40,7 @@ class BFCLParams(GenerationSpec):
     @field_validator("call_gate")
     @classmethod
     def _gate(cls, v: float | str | None) -> float | str | None:
-        if isinstance(v, str) and v not in ("auto", "none"):
-            raise ValueError(f"call_gate must be auto, none or a number in (0, 1), not {v!r}")
-        if isinstance(v, float) and not 0 < v < 1:
-            raise ValueError(f"call_gate {v} is not in (0, 1)")
-        return v
+        return gate_value(v)
 
     def resolved(self, loaded: object = None) -> BFCLParams:
         gate = resolve_gate(self.call_gate, self.adapter)
@@ -58,17 +51,6 @@ class BFCLParams(GenerationSpec):
         return self.model_copy(update={"run": self.default_run(), "out": self.default_out(),
                                        **self.resolved_engine(loaded), "max_new_tokens": self.answer_cap(fmt),
                                        "format": fmt, "call_gate": gate})
-
-
-def resolve_gate(gate: float | str | None, adapter: str | None) -> float | None:
-    if gate in (None, "none"):
-        return None
-    if gate != "auto":
-        return float(gate)
-    if adapter is None:
-        return None
-    path = local_path(adapter).parent / "call_gate.json"
-    return json.loads(path.read_text())["threshold"] if path.is_file() else None
 
 
 def command_line(params: BFCLParams) -> str:

@@ -23,7 +23,6 @@ them (its data card lists them), since a score there would not be a held-out sco
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -138,9 +137,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--score-only", action="store_true", help="rescore the predictions in --out")
     args = parser.parse_args(argv)
     flags = {k: v for k, v in vars(args).items() if k in BFCLParams.model_fields and v is not None}
-    if flags.get("call_gate") not in (None, "auto", "none"):
-        with contextlib.suppress(ValueError):  # else the validator names the valid values
-            flags["call_gate"] = float(flags["call_gate"])
     if args.score_only:
         if not args.out or not (Path(args.out) / "params.json").is_file():
             parser.error("--score-only needs --out, the folder of a finished BFCL run (with its params.json)")

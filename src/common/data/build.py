@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from common import bfcl_data
 from common.bfcl_data import normalize_request
 from common.data import catalog as catalog_mod
-from common.data import datacard, live, quality
+from common.data import datacard, export, live, quality
 from common.data.composio import fetch_toolkits
 from common.data.scenarios import SCENARIOS, SampleWriter, essential_tools
 from common.data.written import generate, live_samples, quotas, stratified_eval
@@ -36,7 +36,7 @@ from common.errors import ArgumentParser, cli
 from common.formats import get_format
 from common.jsonio import read_json, write_json
 from common.params import add_set_argument, load_params, overrides_of
-from common.provenance import ROOT, provenance
+from common.provenance import ROOT, provenance, shown
 from common.samples import Sample
 from common.secrets import check_env_name
 from common.sources import load_split
@@ -249,6 +249,8 @@ def build(p: DataParams, force: bool = False) -> dict[str, Any]:
         card = json.loads((out / "data_card.json").read_text())
         if "params" in card and same_build(card["params"], config):
             print(f"{out} is already built with these parameters; nothing to do (--force rebuilds)")
+            if not (out / "hf" / "README.md").is_file():  # a build older than the export
+                export.export(out)
             return card
         raise FileExistsError(f"{out} holds a build with other parameters; pass --force to replace it, "
                               f"or set `name` to build beside it")
@@ -293,6 +295,7 @@ def build(p: DataParams, force: bool = False) -> dict[str, Any]:
     if out.exists():
         shutil.rmtree(out)
     work.rename(out)  # the finished build appears at once, never half-written
+    export.export(out)  # the same splits in TRL's conversational format, with a dataset card
     return card
 
 
@@ -392,8 +395,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     s = sub.add_parser("show", help="print the data card of a build directory")
     s.add_argument("path", help="a build directory, e.g. data/offline-default")
     s.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
+    e = sub.add_parser("export", help="write a build's splits in TRL's conversational format, with a dataset card, "
+                       "into <build>/hf (every build does)")
+    e.add_argument("path", help="a build directory, e.g. data/offline-default")
+    e.add_argument("--debug", action="store_true", help="show the traceback of an error (else one line)")
     args = parser.parse_args(argv)
-    if args.command == "show":
+    if args.command == "export":
+        print(f"written: {shown(export.export(args.path))} (datasets.load_from_disk; README.md is its card)")
+    if args.command in ("show", "export"):
         card = read_json(Path(args.path) / "data_card.json", "data build (data_card.json)")
     else:
         card = build(load_params(DataParams, args.params, overrides_of(args, "overrides")), force=args.force)

@@ -14,8 +14,9 @@ samples as it can while answering at least `no_call_accuracy` of the others with
 call (the Neyman-Pearson choice: the operator fixes the false-call rate it accepts).
 
 Writes `<run>/call_gate.json`: the threshold, what it gives on the calibration samples,
-their ids and P(call) values. The evaluation uses it with `--set call_gate=<threshold>`
-(the quickstart does that itself).
+their ids and P(call) values; and, without the samples, `<run>/adapter/call_gate.json`, which
+`python -m common.evaluate --adapter <run>/adapter` applies by default (`call_gate: auto`;
+`--set call_gate=none` decodes plainly, a number sets another threshold).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from common import adapter_card
 from common.backends import GenerationSettings
 from common.decoding import CallDecision, call_start_token
 from common.engines import (
@@ -140,6 +142,8 @@ def calibrate(run_dir: str | Path, samples: int = 160, no_call_accuracy: float =
            "samples": [{"id": s.id, "scenario": s.scenario, "expects_call": bool(s.expected_calls), "p_call": v}
                        for s, v in zip(cal, values)]}
     write_json(run_dir / "call_gate.json", out)
+    if "adapter" in train["outputs"]:  # the adapter carries its gate, which `--adapter` applies (call_gate: auto)
+        adapter_card.keep_gate(weights, out)
     return out
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
+from common import adapter_card
 from common.engines import choices, loaded_dtype, resolve_backend, resolve_backend_dtype
 from common.errors import UserError
 from common.formats import get_format
@@ -25,6 +26,28 @@ GENERATION_KEYS = ("model", "adapter", "merge_adapter", "data", "format", "backe
                    "max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed", "call_gate")
 # Parameters that only change scoring: `--score-only --set` may change these.
 SCORING_KEYS = ("strict_strings",)
+
+
+def gate_value(v: float | str | None) -> float | str | None:
+    """A call gate as given: auto, none (or null), or a threshold in (0, 1)."""
+    if isinstance(v, str) and v not in ("auto", "none"):
+        try:
+            v = float(v)
+        except ValueError:
+            raise ValueError(f"call_gate must be auto, none or a number in (0, 1), not {v!r}") from None
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 < v < 1:
+        raise ValueError(f"call_gate {v} is not in (0, 1): give a threshold strictly between 0 and 1, auto or none")
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+def resolve_gate(gate: float | str | None, adapter: str | None) -> float | None:
+    """The threshold a run decodes with: auto takes the adapter's own gate (`adapter_card.gate_of`)."""
+    if gate in (None, "none"):
+        return None
+    if gate != "auto":
+        return float(gate)
+    found = adapter_card.gate_of(local_path(adapter)) if adapter else None
+    return found["threshold"] if found else None
 
 
 def run_name(model: str, adapter: str | None) -> str:
@@ -154,9 +177,10 @@ class EvalParams(GenerationSpec):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling when temperature > 0; 1: off")
     top_k: int = Field(0, ge=0, description="top-k cut when sampling; 0 turns it off")
     repetition_penalty: float = Field(1.0, gt=0, description="1.0 is none (the SLM paper used 1.1)")
-    call_gate: float | None = Field(None, gt=0, lt=1, description=(
-        "decide call/no-call at the first token: call iff P(call) >= this (decoding.CallDecision); "
-        "None leaves the decision to plain decoding. P(call) is recorded either way"))
+    call_gate: float | str | None = Field("auto", description=(
+        "decide call/no-call at the first token: call iff P(call) >= this threshold in (0, 1) "
+        "(decoding.CallDecision); none leaves the decision to plain decoding; auto: the adapter's own "
+        "gate (its call_gate.json) when it has one, else none. P(call) is recorded either way"))
     reuse: str | None = Field(None, description=(
         "with a call gate and greedy decoding: a finished evaluation of the same model, adapter, data and "
         "settings without a gate, whose answers are copied wherever the gate keeps their first token (the "
@@ -165,9 +189,15 @@ class EvalParams(GenerationSpec):
     latency_requests: int = Field(20, ge=0, description="samples re-run one at a time to time requests")
     strict_strings: bool = Field(False, description="compare strings exactly, not BFCL-normalised")
 
+    @field_validator("call_gate")
+    @classmethod
+    def _gate(cls, v: float | str | None) -> float | str | None:
+        return gate_value(v)
+
     @model_validator(mode="after")
     def _reuse_needs_a_greedy_gate(self) -> EvalParams:
-        if self.reuse is not None and (self.call_gate is None or self.temperature != 0):
+        no_gate = self.call_gate in (None, "none") or (self.call_gate == "auto" and not self.adapter)
+        if self.reuse is not None and (no_gate or self.temperature != 0):
             raise ValueError("reuse copies a plain run's answers where a call gate keeps their first token: it "
                              "needs call_gate set and temperature 0 (greedy); drop reuse otherwise")
         return self
@@ -176,6 +206,10 @@ class EvalParams(GenerationSpec):
         """Defaults that depend on other parameters (and the machine), filled in; `loaded`: a model
         the caller already loaded, which decides an `auto` backend."""
         fmt = self.resolved_format()
+        gate = resolve_gate(self.call_gate, self.adapter)
+        if self.reuse and gate is None:
+            raise UserError(f"reuse copies a plain run's answers where a call gate keeps them, and call_gate "
+                            f"{self.call_gate!r} gives no gate here; set call_gate to a threshold, or drop reuse")
         return self.model_copy(update={"run": self.default_run(), "out": self.default_out(),
                                        **self.resolved_engine(loaded), "max_new_tokens": self.answer_cap(fmt),
-                                       "format": fmt})
+                                       "format": fmt, "call_gate": gate})

@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
+from common.adapter_card import record_evaluation
 from common.backends import Backend, GenerationSettings
 from common.decoding import CallDecision, call_start_token
 from common.engines import BACKENDS, load_generator
@@ -238,7 +239,7 @@ def judged(out: str | Path, samples: list[Sample] | None = None, overrides: dict
     if bad:
         raise UserError(f"{bad} change generation; rescoring may only change {list(SCORING_KEYS)}")
     try:
-        params = EvalParams.model_validate(run["params"] | (overrides or {}) | {"out": str(out)})
+        params = EvalParams.model_validate({"call_gate": None} | run["params"] | (overrides or {}) | {"out": str(out)})
     except ValidationError as err:
         raise ParamsError(validation_message(err, f"{out}/run.json and the overrides")) from None
     samples = samples if samples is not None else load_data(params.data, params.limit)
@@ -380,6 +381,7 @@ def _evaluate(params: EvalParams, samples: list[Sample], model_and_tokenizer: tu
                         checkpoint=lambda n: save("latency_s", t, "latency_requests", n), settings=settings)
     save()
     results = score(out, samples)
+    record_evaluation(params.adapter, results, out)  # the adapter's model card shows it (not on a rescoring)
     tracker = start_run(params.model_dump(), mode=params.wandb, project=params.wandb_project,
                         group=params.wandb_group or params.experiment, name=params.run, job_type="evaluate")
     tracker.summary.update(flatten(results["metrics"]) | flatten({"throughput": results["throughput"],
@@ -406,8 +408,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with exclusive(Path(args.out)):  # a running generation may be appending to it
             results = score(args.out, overrides=merge({}, overrides_of(args)))
     else:
-        flags = {k: v for k, v in vars(args).items()
-                 if k in EvalParams.model_fields and v is not None}
+        flags = {k: v for k, v in vars(args).items() if k in EvalParams.model_fields and v is not None}
         params = load_params(EvalParams, args.params, overrides_of(args) | flags)
         results = evaluate(params)
     print(summary_table(results))

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from common import bfcl_data
+from common import adapter_card, bfcl_data
 from common.bfcl.params import BFCLParams
 from common.data.build import DataParams, build
 from common.errors import ArgumentParser, UserError, cli
@@ -246,6 +246,7 @@ def run(p: HeadlineParams, command: str) -> dict[str, Any]:
     if p.gate_from_dev is not None:
         gate = dev_gate(p, mine["dev"], specs["dev"])
         write_json(folder / "call_gate.json", gate)
+        adapter_card.keep_gate(adapter["adapter"], gate)  # `--adapter` applies it, the model card shows it
         print(f"call gate chosen on dev: {gate['threshold']:.4f} (dev calls {gate['call_recall']:.1%}, "
               f"no call {gate['no_call_accuracy']:.1%}, AUC {gate['auc']:.3f})")
         reuse = mine if p.reuse_plain else None

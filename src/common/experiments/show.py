@@ -8,7 +8,7 @@ from typing import Any
 
 from IPython.display import Image, Markdown, display
 
-from common.experiments import figures
+from common.experiments import figures, findings
 from common.experiments.compare import bfcl_table, markdown_table
 
 
@@ -38,3 +38,8 @@ def images(paths: list[Path]) -> list[Path]:
     for path in paths:
         display(Image(path))
     return paths
+
+
+def beside_finding(out: str | Path) -> None:
+    """The reference's numbers beside the run's own (`findings`), from its saved results."""
+    display(Markdown(findings.beside_finding(out)))

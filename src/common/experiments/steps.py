@@ -17,10 +17,12 @@ import json
 import shutil
 import time
 import types
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from common import adapter_card
 from common.data.build import DataParams, build
 from common.evaluation.calibrate import calibrate
 from common.evaluation.params import EvalParams
@@ -29,9 +31,20 @@ from common.experiments.compare import kinetic_row
 from common.experiments.inputs import prepare
 from common.experiments.kernel import errors_in_one_line, quiet
 from common.experiments.notebooks import check_parameters, declared_parameters, run_name
+from common.experiments.tracked import notebook_run
 from common.jsonio import write_json
 from common.params import load_params
 from common.provenance import local_path, provenance, reports_root, shown
+
+
+# Set by `notebook_params`: inside a notebook the stages log no W&B run of their own; the notebook's
+# results step logs one for the whole configuration (`tracked.notebook_run`).
+IN_NOTEBOOK: dict[str, str | None] = {"name": None}
+
+
+def stage_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """A stage's overrides, with its own W&B run off inside a notebook."""
+    return {**overrides, "wandb": "disabled"} if IN_NOTEBOOK["name"] else overrides
 
 
 def report_dir(experiment: str, run: str) -> Path:
@@ -66,7 +79,7 @@ def train(stage_name: str, files: list[str], overrides: dict[str, Any]) -> dict[
     from common.training.params import DPOParams, SFTParams  # (as above)
     from common.training.sft import train_sft  # (as above)
     cls, fn = {"sft": (SFTParams, train_sft), "dpo": (DPOParams, train_dpo)}[stage_name]
-    return fn(load_params(cls, files, overrides))
+    return fn(load_params(cls, files, stage_overrides(overrides)))
 
 
 def eval_params(files: list[str], overrides: dict[str, Any]) -> EvalParams:
@@ -75,7 +88,7 @@ def eval_params(files: list[str], overrides: dict[str, Any]) -> EvalParams:
 
 def evaluate_model(files: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
     """`python -m common.evaluate <files> --set <overrides>`, as a function."""
-    return evaluate(eval_params(files, overrides))
+    return evaluate(eval_params(files, stage_overrides(overrides)))
 
 
 # what a BFCL run takes from an evaluation's parameters, so both decode alike
@@ -89,7 +102,8 @@ def bfcl_run(eval_files: list[str], eval_set: dict[str, Any], overrides: dict[st
     from common.bfcl.run import run  # (the BFCL runner imports the engines)
     ev = load_params(EvalParams, eval_files, eval_set)
     return run({**{k: getattr(ev, k) for k in BFCL_SHARED_KEYS},
-                **{k: eval_set[k] for k in ("experiment", "wandb", "wandb_group") if k in eval_set}, **overrides})
+                **{k: eval_set[k] for k in ("experiment", "wandb", "wandb_group") if k in eval_set},
+                **stage_overrides(overrides)})
 
 
 def adapter_of(train_results: dict[str, Any]) -> dict[str, Any]:
@@ -110,18 +124,23 @@ def calibrated_gate(train_results: dict[str, Any], samples: int, no_call_accurac
         saved = json.loads(path.read_text())
         if (saved.get("requested_samples") == samples and saved["target_no_call_accuracy"] == no_call_accuracy
                 and saved.get("backend", "transformers") == backend):
+            adapter_card.keep_gate(train_results["outputs"].get("adapter"), saved)  # a run calibrated before it did
             return saved
     return calibrate(folder, samples, no_call_accuracy, dtype=dtype, device=device, backend=backend)
 
 
-def save_results(out: str | Path, notebook: str, params: dict[str, Any], metrics: dict[str, Any],
-                 **extra: Any) -> dict[str, Any]:
-    """The notebook's results file: its parameters, metrics and provenance, complete."""
+def save_results(out: str | Path, notebook: str, params: dict[str, Any], metrics: dict[str, Any], *,
+                 figures: Callable[[], list[Path]] | None = None,
+                 histories: dict[str, list[dict[str, Any]]] | None = None, **extra: Any) -> dict[str, Any]:
+    """The notebook's results file: its parameters, metrics and provenance, complete; then the
+    notebook's W&B run (`tracked.notebook_run`: `figures` draws the figures it logs, `histories`
+    are the training curves it replays)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"notebook": notebook, "params": params, "metrics": metrics, **extra,
                "provenance": provenance(), "complete": True}
     write_json(out / "results.json", results)
+    notebook_run(notebook, params, metrics, extra, figures, histories)
     return results
 
 
@@ -179,10 +198,16 @@ def one_run(notebook: str, params: dict[str, Any], timings: dict[str, float]) ->
     dict with `out`, the report folder, and `results`, the notebook's results."""
     r = train_and_evaluate(**recipe(params), timings=timings)
     out = report_dir(params["experiment"], params["run"])
-    keep_training(r["train"], out, summary=False)  # results.json below holds the summary
+    history = keep_training(r["train"], out, summary=False)  # results.json below holds the summary
+    curve = json.loads(history.read_text())
+
+    def drawn() -> list[Path]:
+        from common.experiments import figures  # plotting takes seconds to import: only W&B's figures need it
+        return [figures.training_dashboard({params["run"]: curve}, out / "training.png")]
+
     results = save_results(out, notebook, params, r["row"], train=training_summary(r["train"]),
-                           gate=gate_record(r["gate"]),
-                           eval_dir=shown(r["eval_dir"]), timings=timings)
+                           gate=gate_record(r["gate"]), eval_dir=shown(r["eval_dir"]), timings=timings,
+                           figures=drawn, histories={params["run"]: curve})
     return {**r, "out": out, "results": results}
 
 
@@ -204,7 +229,13 @@ def save_comparison(out: str | Path, notebook: str, params: dict[str, Any], comp
     metrics = {"table": comp["table"], "head_to_head": comp.get("head_to_head")}
     if "bfcl" in comp or "bfcl" in params:  # BFCL beside the held-out set, or a notebook that could show it
         metrics["bfcl"] = comp.get("bfcl")
-    return save_results(out, notebook, params, metrics, **({"timings": timings} if timings is not None else {}))
+
+    def drawn() -> list[Path]:
+        from common.experiments import figures  # plotting takes seconds to import: only W&B's figures need it
+        return figures.comparison_figures(out / "comparison.json")
+
+    return save_results(out, notebook, params, metrics, figures=drawn, histories=comp.get("histories"),
+                        **({"timings": timings} if timings is not None else {}))
 
 
 def gate_record(gate: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -246,6 +277,7 @@ def notebook_params(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
     off (`kernel.quiet`)."""
     errors_in_one_line()
     quiet()
+    IN_NOTEBOOK["name"] = notebook
     declared = declared_parameters(notebook)
     params = {k: namespace[k] for k in declared}
     # papermill injects an undeclared key without complaint: anything else defined by now is one

@@ -16,6 +16,7 @@ from typing import Any
 from accelerate import PartialState
 from transformers import set_seed
 
+from common import adapter_card
 from common.errors import UserError
 from common.jsonio import (  # atomic: a killed run never leaves half a results file
     read_json,
@@ -157,6 +158,9 @@ def finish_run(trainer: Any, p: TrainParams, stage: str, out: Path, tokenizer: A
                "steps": trainer.state.global_step, "outputs": saved, "history": "history.json",
                "provenance": provenance()}
     write_json(out / "results.json", results)
+    if "adapter" in saved:  # the adapter stands alone: its base by Hub id, its model card
+        adapter_card.name_base(out / "adapter", p.model)
+        adapter_card.write(out / "adapter")
     tracker.summary.update(flatten({"final": results["final"], "throughput": throughput}))
     tracker.finish()
     return results

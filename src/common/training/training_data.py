@@ -33,8 +33,7 @@ class TrainingDataError(UserError):
 def target_calls(sample: Sample) -> list[ToolCall]:
     """The calls to train on: each expected call with the first acceptable value of
     every argument it pins down (optional arguments the request leaves open are left out)."""
-    return [ToolCall(name=c.name, arguments={k: v[0] for k, v in c.arguments.items()})
-            for c in sample.expected_calls]
+    return [ToolCall(name=c.name, arguments=c.target_arguments()) for c in sample.expected_calls]
 
 
 def completion_text(sample: Sample, fmt: ToolCallFormat, tokenizer: Any) -> str:
