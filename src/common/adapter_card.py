@@ -79,11 +79,11 @@ def record_evaluation(adapter: str | None, results: dict[str, Any], out: str | P
     folder = local_path(adapter) if adapter else None
     if folder is None or not is_adapter(folder):
         return
-    kinetic = (results.get("metrics") or {}).get("kinetic") or {}
-    decision = (results.get("metrics") or {}).get("decision") or {}
+    metrics = results.get("metrics") or {}
+    kinetic, decision = metrics.get("kinetic") or {}, metrics.get("decision") or {}
     entries = _read(folder / EVALUATIONS_FILE)
     entries[shown(out)] = {
-        "data": results.get("data"), "n": (results.get("metrics") or {}).get("n"),
+        "data": results.get("data"), "n": metrics.get("n"),
         "accuracy": kinetic.get("accuracy"), "accuracy_ci95": kinetic.get("accuracy_ci95"),
         "tool_name_accuracy": kinetic.get("tool_name_accuracy"),
         "no_call_accuracy": decision.get("no_call_accuracy"),

@@ -111,7 +111,7 @@ def hub_id_of(name: str) -> str | None:
     if name in EMBEDDED:
         return EMBEDDED[name].hub_id
     if name in HUB:
-        return HUB[name][0]
+        return resolve_hub_id(name)
     if name in TINY or local_path(name).exists() or not HUB_ID.match(name):
         return None
     return name

@@ -41,7 +41,7 @@ from common.errors import UserError
 from common.jsonio import read_json
 from common.provenance import shown
 from common.samples import Sample
-from common.sources import from_row, stored_rows
+from common.sources import load_split
 
 # where each kind of sample comes from, and its terms (the card lists them for every source present)
 LICENCES = {
@@ -71,19 +71,22 @@ def source_terms(source: str) -> tuple[str, str]:
     return (source, "unknown: check the source")
 
 
+def openai_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A tool call in the OpenAI shape, its arguments a JSON string."""
+    return {"type": "function", "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}}
+
+
 def answer_message(sample: Sample) -> dict[str, Any]:
     """The assistant's answer: the calls trained on, or the reply when no call is expected."""
     if sample.expected_calls:
-        calls = [{"type": "function", "function": {"name": c.name, "arguments": json.dumps(
-            c.target_arguments(), ensure_ascii=False)}} for c in sample.expected_calls]
-        return {"role": "assistant", "content": "", "tool_calls": calls}
+        return {"role": "assistant", "content": "",
+                "tool_calls": [openai_call(c.name, c.target_arguments()) for c in sample.expected_calls]}
     return {"role": "assistant", "content": (sample.reply or "").strip(), "tool_calls": None}
 
 
 def message(m: dict[str, Any]) -> dict[str, Any]:
     """A sample's message with the keys every exported message has."""
-    calls = [{"type": "function", "function": {"name": c["function"]["name"], "arguments": json.dumps(
-        c["function"]["arguments"], ensure_ascii=False)}} for c in m.get("tool_calls") or []]
+    calls = [openai_call(c["function"]["name"], c["function"]["arguments"]) for c in m.get("tool_calls") or []]
     return {"role": m["role"], "content": m.get("content") or "", "tool_calls": calls or None,
             "name": m.get("name"), "tool_call_id": m.get("tool_call_id")}
 
@@ -96,10 +99,9 @@ def trl_row(sample: Sample) -> dict[str, Any]:
             "expected_calls": json.dumps([c.model_dump() for c in sample.expected_calls], ensure_ascii=False)}
 
 
-def split_plan(card: dict[str, Any], validation_share: float, seed: int) -> dict[str, list[Sample]]:
+def split_plan(build_dir: Path, card: dict[str, Any], validation_share: float, seed: int) -> dict[str, list[Sample]]:
     """The exported splits from the build's stored ones (see the module's docstring)."""
-    build = Path(card["_dir"])
-    stored = {name: [from_row(r) for r in stored_rows(build, name)] for name in card["splits"]}
+    stored = {name: load_split(build_dir, name) for name in card["splits"]}
     if "transfer" in stored:
         return {"train": stored["train"], "validation": stored["eval"], "test": stored["transfer"]}
     train = list(stored["train"])
@@ -108,12 +110,12 @@ def split_plan(card: dict[str, Any], validation_share: float, seed: int) -> dict
             "validation": [s for i, s in enumerate(train) if i in held], "test": stored["eval"]}
 
 
-def card_text(card: dict[str, Any], splits: dict[str, list[Sample]], validation_share: float, seed: int) -> str:
+def card_text(build_dir: Path, card: dict[str, Any], splits: dict[str, list[Sample]],
+              terms: dict[str, tuple[str, str]], validation_share: float, seed: int) -> str:
+    """The README dataset card; `terms`: each source's origin and licence."""
     # huggingface_hub's card data writes the YAML header the Hub reads (licence, task, size)
     from huggingface_hub import DatasetCardData  # seconds to import; only an export needs it
 
-    sources = sorted({s.source for rows in splits.values() for s in rows})
-    terms = {src: source_terms(src) for src in sources}
     licences = sorted({lic for _, lic in terms.values()})
     total = sum(len(v) for v in splits.values())
     spdx = len(licences) == 1 and licences[0] in SPDX
@@ -125,9 +127,8 @@ def card_text(card: dict[str, Any], splits: dict[str, list[Sample]], validation_
     table = ["| split | samples | scenarios | sources |", "|---|---|---|---|"]
     for name, rows in splits.items():
         table.append(f"| {name} | {len(rows)} | {mix(s.scenario for s in rows)} | {mix(s.source for s in rows)} |")
-    origin = "live" if "transfer" in card["splits"] else "offline"
     split_note = ("`validation` is the build's dev split (`eval`: toolkits apart from training's), `test` its "
-                  "`transfer` split (toolkits never trained on)." if origin == "live" else
+                  "`transfer` split (toolkits never trained on)." if "transfer" in card["splits"] else
                   f"`test` is the build's held-out `eval` split; `validation` is {validation_share:.0%} of its "
                   f"train split drawn with seed {seed}, and `train` the rest.")
     leak = card.get("leakage") or {}
@@ -136,7 +137,7 @@ def card_text(card: dict[str, Any], splits: dict[str, list[Sample]], validation_
         "Tool-calling conversations in TRL's conversational format: `messages` end with the assistant's "
         "answer (tool calls in the OpenAI shape, `arguments` a JSON string), `tools` holds the offered "
         "functions (OpenAI format, a JSON string). Made by `python -m common.data build` and "
-        f"`python -m common.data export {shown(card['_dir'])}`.", "",
+        f"`python -m common.data export {shown(build_dir)}`.", "",
         "## Splits", "", *table, "", split_note, "",
         "## Sources and licences", "", "| source | origin | licence |", "|---|---|---|",
         *[f"| {src} | {o} | {lic} |" for src, (o, lic) in terms.items()], "",
@@ -146,9 +147,9 @@ def card_text(card: dict[str, Any], splits: dict[str, list[Sample]], validation_
         + (f"{len(card.get('bfcl_live_ids_in_train') or [])} BFCL *live* entries are used for training: a model "
            "trained here is not scored on BFCL's live categories." if card.get("bfcl_live_ids_in_train") else ""),
         "", "## Load it", "", "```python", "from datasets import load_from_disk", "",
-        f'ds = load_from_disk("{shown(card["_dir"])}/hf")',
+        f'ds = load_from_disk("{shown(build_dir)}/hf")',
         "# TRL: SFTTrainer(model=..., train_dataset=ds[\"train\"], eval_dataset=ds[\"validation\"])", "```", "",
-        f"The build's own card, with the filter's counts and prompt lengths: `{shown(card['_dir'])}/data_card.json`.",
+        f"The build's own card, with the filter's counts and prompt lengths: `{shown(build_dir)}/data_card.json`.",
         ""]
     return "\n".join(lines)
 
@@ -167,12 +168,13 @@ def export(build_dir: str | Path, validation_share: float = 0.05, seed: int = 0)
     if not (build_dir / "data_card.json").is_file():
         raise UserError(f"no data build at {build_dir} (no data_card.json); build one with "
                         "`python -m common.data build params/data.yaml`, then export its folder")
-    card = {**read_json(build_dir / "data_card.json", "data build (data_card.json)"), "_dir": str(build_dir)}
-    splits = split_plan(card, validation_share, seed)
-    readme = card_text(card, splits, validation_share, seed)
-    licences = sorted({source_terms(s.source)[1] for rows in splits.values() for s in rows})
+    card = read_json(build_dir / "data_card.json", "data build (data_card.json)")
+    splits = split_plan(build_dir, card, validation_share, seed)
+    terms = {src: source_terms(src) for src in sorted({s.source for rows in splits.values() for s in rows})}
+    readme = card_text(build_dir, card, splits, terms, validation_share, seed)
     info = DatasetInfo(description=f"toolcall-lab {card['name']}: tool-calling conversations in TRL's "
-                       "conversational format (see README.md)", license=", ".join(licences))
+                       "conversational format (see README.md)",
+                       license=", ".join(sorted({lic for _, lic in terms.values()})))
     out = build_dir / "hf"
     DatasetDict({k: Dataset.from_list([trl_row(s) for s in v], info=info) for k, v in splits.items()}) \
         .save_to_disk(str(out))

@@ -26,6 +26,11 @@ def verdicts(eval_dir: str | Path) -> list[Verdict]:
     return [Verdict.from_dict({k: v for k, v in r.items() if k != "parsed"}) for r in rows]
 
 
+def rows_by_model(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A saved comparison's Kinetic table (`metrics["table"]`), each row by its model's name."""
+    return {r["model"]: r for r in metrics.get("table") or [] if isinstance(r, dict) and "model" in r}
+
+
 def results_of(eval_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(eval_dir) / "results.json").read_text())
 

@@ -12,21 +12,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common.experiments.compare import rows_by_model
 from common.jsonio import read_json
 from common.markdown import interval, pct, seconds
 
 Row = tuple[str, str, str]  # (quantity, the reference's value, this run's)
 
 
-def _rows(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {r["model"]: r for r in metrics.get("table") or [] if isinstance(r, dict) and "model" in r}
-
-
 def _share(row: dict[str, Any] | None, key: str = "accuracy") -> str:
+    """A row's share; the accuracy with its 95% interval and n."""
     if not row or row.get(key) is None:
         return "n/a"
-    extra = interval(row.get("accuracy_ci95")) if key == "accuracy" else ""
-    return f"{pct(row[key])}{extra} (n={row.get('n')})" if key == "accuracy" else pct(row[key])
+    if key != "accuracy":
+        return pct(row[key])
+    return f"{pct(row[key])}{interval(row.get('accuracy_ci95'))} (n={row.get('n')})"
 
 
 def _kinetic(row: dict[str, Any] | None, ref: tuple[float, float, float, float]) -> list[Row]:
@@ -45,7 +44,7 @@ def data(r: dict[str, Any]) -> list[Row]:
 
 
 def functiongemma(r: dict[str, Any]) -> list[Row]:
-    return _kinetic(_rows(r["metrics"]).get("fine-tuned"), (49.67, 80.33, 19.67, 0.84))
+    return _kinetic(rows_by_model(r["metrics"]).get("fine-tuned"), (49.67, 80.33, 19.67, 0.84))
 
 
 def router(r: dict[str, Any]) -> list[Row]:
@@ -59,7 +58,7 @@ def router(r: dict[str, Any]) -> list[Row]:
 def full_ft_v1(r: dict[str, Any]) -> list[Row]:
     h = r["metrics"].get("head_to_head") or {}
     d = (h.get("difference") or {})
-    rows = _rows(r["metrics"])
+    rows = rows_by_model(r["metrics"])
     return [("LoRA on balanced data", "the second, shipped recipe", _share(rows.get("lora-balanced"))),
             ("full fine-tune v1 on generic data", "about 11 points lower", _share(rows.get("full-v1-generic"))),
             ("difference (LoRA - full v1)", "+11 points",
@@ -74,7 +73,7 @@ def lora_ablation(r: dict[str, Any]) -> list[Row]:
 
 
 def dpo(r: dict[str, Any]) -> list[Row]:
-    rows = _rows(r["metrics"])
+    rows = rows_by_model(r["metrics"])
     out = [("exact match after SFT", "30% (SmolLM-360M)", _share(rows.get("sft")))]
     out += [(f"exact match after {name}", "8% (DPO, the paper's set-up)", _share(row))
             for name, row in rows.items() if name != "sft"]
@@ -89,7 +88,7 @@ def data_scale(r: dict[str, Any]) -> list[Row]:
 
 def benchmark(r: dict[str, Any]) -> list[Row]:
     h = r["metrics"].get("head_to_head") or {}
-    rows = _rows(r["metrics"])
+    rows = rows_by_model(r["metrics"])
     a, b = rows.get(h.get("a")), rows.get(h.get("b"))
     return [*_kinetic(a, (82.33, 95.33, 4.67, 1.61)),
             (f"accuracy of the model it is compared with ({h.get('b')})", "78.67% (untrained Qwen3-4B)", _share(b))]

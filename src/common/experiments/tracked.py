@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common.experiments.compare import results_of, verdicts
+from common.experiments.compare import results_of, rows_by_model, verdicts
 from common.jsonio import read_jsonl, restore
 from common.provenance import local_path
 from common.tracking import flatten, resolve_mode, start_run
@@ -54,7 +54,7 @@ def compared(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def eval_dirs(metrics: dict[str, Any], extra: dict[str, Any], run: str) -> dict[str, Path]:
     """The evaluations a notebook's results name: each comparison row's, or the run's own."""
-    dirs = {r["model"]: r["eval_dir"] for r in metrics.get("table") or [] if isinstance(r, dict) and r.get("eval_dir")}
+    dirs = {name: r["eval_dir"] for name, r in rows_by_model(metrics).items() if r.get("eval_dir")}
     if extra.get("eval_dir"):
         dirs[run] = extra["eval_dir"]
     return {name: local_path(d) for name, d in dirs.items() if (local_path(d) / "results.json").is_file()}
@@ -126,8 +126,7 @@ def notebook_run(notebook: str, params: dict[str, Any], metrics: dict[str, Any],
 def summary(metrics: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """The metrics under stable names: a comparison's rows by their name (`fine-tuned/accuracy`), the
     gate's threshold, the final training loss."""
-    rows = {r["model"]: {k: v for k, v in r.items() if k != "model"} for r in metrics.get("table") or []
-            if isinstance(r, dict) and "model" in r}
+    rows = {name: {k: v for k, v in r.items() if k != "model"} for name, r in rows_by_model(metrics).items()}
     out = flatten({k: v for k, v in metrics.items() if k != "table"} | rows)
     if (extra.get("gate") or {}).get("threshold") is not None:
         out["gate/threshold"] = extra["gate"]["threshold"]
