@@ -8,6 +8,7 @@ Reports and training runs go to a temporary folder (TOOLCALL_LAB_REPORTS/RUNS); 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,21 @@ def test_every_notebook_has_a_ci_section_and_no_outputs():
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert all(not c["outputs"] and c["execution_count"] is None for c in code), f"{name} has outputs"
         assert "parameters" in code[0]["metadata"].get("tags", []), f"{name}: the first code cell is not `parameters`"
+
+
+MEASURED = re.compile(r"\*\*On 2 CPU cores with these defaults\*\* \(measured \d{4}-\d{2}-\d{2}[^)]*\): [\d.,]+ (s|min)")
+
+
+NOT_YET_MEASURED = {"05_dpo": "its defaults (~40 min) did not fit session 28 after the others; LOG.md"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_MEASURED[n]))
+                                  if n in NOT_YET_MEASURED else n for n in ALL])
+def test_the_header_states_its_measured_cpu_time_and_what_it_writes(name):
+    header = " ".join("".join(json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"][0]["source"]).split())
+    found = MEASURED.search(header)
+    assert found, f"{name}: the header does not state its measured CPU time with its defaults"
+    assert "It writes `reports/" in header[found.end():], f"{name}: the header does not say what it writes"
 
 
 # -- static: every key of every params file names a declared parameter --------------------
