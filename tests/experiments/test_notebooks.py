@@ -77,7 +77,8 @@ def test_every_notebook_has_a_ci_section_and_no_outputs():
         assert "parameters" in code[0]["metadata"].get("tags", []), f"{name}: the first code cell is not `parameters`"
 
 
-MEASURED = re.compile(r"\*\*On 2 CPU cores with these defaults\*\* \(measured \d{4}-\d{2}-\d{2}[^)]*\): [\d.,]+ (s|min)")
+MEASURED = re.compile(r"\*\*On 2 CPU cores with these defaults\*\* "
+                      r"\(measured \d{4}-\d{2}-\d{2}[^)]*\): [\d.,]+ (s|min)")
 
 
 NOT_YET_MEASURED = {"05_dpo": "its defaults (~40 min) did not fit session 28 after the others; LOG.md"}
