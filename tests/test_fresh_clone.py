@@ -124,18 +124,30 @@ def test_every_notebook_runs_its_defaults_from_a_fresh_clone(tmp_path):
     """Each notebook with its defaults (models stubbed by tiny ones) on a clone with no data/ or
     runs/: it runs to the end on what it builds and what is committed, or, where it needs what
     only a long run makes (08: the quickstart's adapter), stops at its setup cell with one line that
-    names the command; no committed file is rewritten with less than it held."""
+    names the command. A committed result is rerun only with its own parameters: tiny models under a
+    committed run's name stop at the setup cell, so the tiny runs are named apart."""
     from common.experiments.notebooks import NOTEBOOKS, declared_parameters, run_name
     clone = fresh_clone(tmp_path)
     env = clone_env(clone)
     committed = {p: p.read_bytes() for p in (clone / "reports").rglob("*") if p.is_file()}
+
+    def notebook(name: str, params: dict) -> dict:
+        done = subprocess.run([sys.executable, "-c", RUN_NOTEBOOK, name, str(tmp_path / "executed"),
+                               json.dumps(params)], cwd=clone, env=env, capture_output=True, text=True, timeout=1500)
+        assert done.returncode == 0, (name, done.stderr[-3000:])
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    # the committed default run of 04 is the real model's: a tiny one under its name stops at the setup cell
+    refused = notebook("04_lora_ablation", tiny_models(declared_parameters("04_lora_ablation")))
+    assert refused["ename"] == "UserError" and "ex.notebook_params(" in refused["cell"]
+    assert refused["evalue"].startswith("reports/lora_ablation/r16-all holds a complete result made with other "
+                                        "parameters (eval_set/model: (not set) there, 'tiny-random-llama' now; ")
+    runs = {}  # each notebook's run: its default name, or, where tiny models stand in, that name and -tiny
     outcome = {}
     for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
-        params = tiny_models(declared_parameters(path.stem))
-        done = subprocess.run([sys.executable, "-c", RUN_NOTEBOOK, path.stem, str(tmp_path / "executed"),
-                               json.dumps(params)], cwd=clone, env=env, capture_output=True, text=True, timeout=1500)
-        assert done.returncode == 0, (path.stem, done.stderr[-3000:])
-        outcome[path.stem] = json.loads(done.stdout.strip().splitlines()[-1])
+        declared = declared_parameters(path.stem)
+        params = tiny_models(declared)
+        runs[path.stem] = (declared["run"] or run_name(path.stem, declared)) + ("-tiny" if params else "")
+        outcome[path.stem] = notebook(path.stem, {**params, "run": runs[path.stem]} if params else params)
     stopped = {k: v for k, v in outcome.items() if not v["ok"]}
     assert set(stopped) == {"08_bfcl"}, stopped
     assert stopped["08_bfcl"]["ename"] == "UserError" and "ex.notebook_params(" in stopped["08_bfcl"]["cell"]
@@ -155,11 +167,15 @@ def test_every_notebook_runs_its_defaults_from_a_fresh_clone(tmp_path):
         assert h["both"] + h["only_a"] + h["only_b"] + h["neither"] == len(judged) == recorded["n_samples"] == 300
         assert sum(v["correct"] for v in judged) == round(recorded["metrics"]["kinetic"]["accuracy"] * 300)
     for name in ("00_data", "01_functiongemma", "02_router", "03_full_ft_v1", "04_lora_ablation", "05_dpo",
-                 "06_data_scale"):
-        declared = declared_parameters(name)
-        run = declared["run"] or run_name(name, declared)  # 04 and 06: r16-all, n160-e1
-        res = json.loads((clone / "reports" / declared["experiment"] / run / "results.json").read_text())
+                 "06_data_scale", "07_benchmark"):
+        res = json.loads((clone / "reports" / declared_parameters(name)["experiment"] / runs[name] /
+                          "results.json").read_text())
         assert res["complete"] is True, name
     changed = sorted(str(p.relative_to(clone)) for p, data in committed.items() if p.read_bytes() != data)
-    # only notebook 00 writes where a committed result is (its data card's report), complete again
-    assert all(c.startswith("reports/data/offline-default/") for c in changed), changed
+    # only the notebooks run with their committed result's own parameters (00, 07) wrote where it is
+    assert all(c.startswith(("reports/data/offline-default/", "reports/benchmark/headline-smollm2-135m/"))
+               for c in changed), changed
+    for folder in ("reports/data/offline-default", "reports/benchmark/headline-smollm2-135m"):
+        was = json.loads(committed[clone / folder / "results.json"])
+        now = json.loads((clone / folder / "results.json").read_text())
+        assert now["params"] == was["params"] and now["complete"] is True

@@ -12,6 +12,7 @@ from common.provenance import ROOT
 COMMITTED = [("00_data", "reports/data/offline-default"), ("01_functiongemma", "reports/functiongemma/gemma-3-270m"),
              ("02_router", "reports/router/smollm2-135m"), ("03_full_ft_v1", "reports/full_ft_v1/cpu"),
              ("04_lora_ablation", "reports/lora_ablation/r16-all"), ("04_lora_ablation", "reports/lora_rank/r16"),
+             ("05_dpo", "reports/dpo/cpu"),
              ("06_data_scale", "reports/data_scale/n160-e1"), ("06_data_scale", "reports/data_scale/n16"),
              ("07_benchmark", "reports/quickstart"),  # its default compares the headline's evaluations: no latency
              ("08_bfcl", "reports/bfcl/comparison")]

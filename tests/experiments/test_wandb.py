@@ -10,7 +10,7 @@ import yaml
 
 from common.errors import UserError
 from common.experiments.notebooks import execute
-from common.experiments.tracked import compared, summary
+from common.experiments.tracked import compared, differences, other_result, summary
 from common.provenance import ROOT
 from common.tracking import read_offline_run
 
@@ -65,6 +65,28 @@ def test_what_a_notebook_run_compares():
     got = summary(metrics, {"gate": {"threshold": 0.7}, "train": {"final": {"train_loss": 1.5}}})
     assert got == {"fine-tuned/accuracy": 0.5, "fine-tuned/n": 4, "head_to_head/difference/d": 0.1,
                    "gate/threshold": 0.7, "train/final_loss": 1.5}
+
+
+def test_how_a_complete_result_was_made_with_other_parameters(tmp_path):
+    was = {"experiment": "e", "run": "r16-all", "restart": False, "sft_set": {"lora_r": 16, "limit": 160}}
+    assert differences(was, {**was, "run": "x", "restart": True, "wandb_group": "g"}) == []  # naming keys only
+    now = {**was, "sft_set": {"lora_r": 8, "model": "tiny"}, "gate_samples": 9}
+    assert differences(was, now) == ["gate_samples: (not set) there, 9 now", "sft_set/limit: 160 there, (not set) now",
+                                     "sft_set/lora_r: 16 there, 8 now", "1 more"]
+    # nested keys all count (an adapter's path too); a key the record lacks reads as the notebook's default
+    assert differences({"models": {"a": {"adapter": "x"}}}, {"models": {"a": {"adapter": "y"}}}) == \
+        ["models/a/adapter: 'x' there, 'y' now"]
+    assert differences(was, {**was, "gate_samples": 160}, defaults={"gate_samples": 160}) == []
+    assert differences(was, {**was, "gate_samples": 9}, defaults={"gate_samples": 160}) == \
+        ["gate_samples: 160 there, 9 now"]
+    assert differences({"eval_set": {"data": "data/x"}}, {"eval_set": {"data": str(ROOT / "data/x")}}) == []  # as recorded
+    assert other_result(tmp_path, now) == []  # no result here
+    (tmp_path / "results.json").write_text(json.dumps({"params": was, "complete": False}))
+    assert other_result(tmp_path, now) == []  # an unfinished one: the run makes it
+    (tmp_path / "results.json").write_text(json.dumps({"params": was, "complete": True}))
+    assert other_result(tmp_path, was) == [] and other_result(tmp_path, now)[2] == "sft_set/lora_r: 16 there, 8 now"
+    (tmp_path / "results.json").write_text(json.dumps({"complete": True}))
+    assert other_result(tmp_path, was) == ["no parameters recorded"]
 
 
 def test_reading_what_is_not_an_offline_run_names_the_fix(tmp_path):

@@ -322,6 +322,10 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path, data_file
     with pytest.raises(KeyboardInterrupt):
         train_sft(p, callbacks=[Interrupt()])
     assert (tmp_path / "sft" / "checkpoints" / "checkpoint-2").is_dir()
+    # the invocations so far are inside the file that makes a checkpoint complete: no kill can part them
+    state = json.loads((tmp_path / "sft" / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert [i["until_step"] for i in state["stateful_callbacks"]["CheckpointInvocations"]["attributes"]
+            ["invocations"]] == [2]
     first = FirstStep()
     results = train_sft(p, callbacks=[first])
     assert first.step == 2  # continued from checkpoint-2, not from 0

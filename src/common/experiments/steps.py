@@ -8,7 +8,9 @@ resumes from its checkpoint, evaluation from its predictions), and figures and t
 come from the files, never from memory.
 
 A notebook's own results file, `reports/<experiment>/<run>/results.json`, is written
-last by `save_results`, with `complete: true`; the sweep runner takes that as "done".
+last by `save_results`, with `complete: true` and the notebook's parameters; the sweep runner
+takes that as "done" when the parameters are the same, and a notebook run under that name with
+other parameters stops at its setup cell (`keep_other_result`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from common import adapter_card
 from common.data.build import DataParams, build
+from common.errors import UserError
 from common.evaluation.calibrate import calibrate
 from common.evaluation.params import EvalParams
 from common.evaluation.runner import evaluate
@@ -31,7 +34,7 @@ from common.experiments.compare import kinetic_row
 from common.experiments.inputs import prepare
 from common.experiments.kernel import errors_in_one_line, quiet
 from common.experiments.notebooks import check_parameters, declared_parameters, run_name
-from common.experiments.tracked import notebook_run
+from common.experiments.tracked import notebook_run, other_result
 from common.jsonio import write_json
 from common.params import load_params
 from common.provenance import local_path, provenance, reports_root, shown
@@ -290,8 +293,33 @@ def notebook_params(notebook: str, namespace: dict[str, Any]) -> dict[str, Any]:
     if params.get("run", "") is None:  # named from the parameters (notebooks.RUN_NAMES)
         params["run"] = namespace["run"] = run_name(notebook, params)
         print(f"run: {params['run']} (named from the parameters)", flush=True)
+    keep_other_result(notebook, params)
     prepare(params)
     return params
+
+
+def keep_other_result(notebook: str, params: dict[str, Any]) -> None:
+    """A notebook's run never replaces, unasked, a complete result made with other parameters:
+    when reports/<experiment>/<run>/results.json is complete and records other notebook parameters
+    (`tracked.other_result`: all but those that name, place or restart a run), one line names the
+    first differences and the way out (another `run`; `restart = True` where the notebook declares
+    it), before anything is built or written. The same parameters run again: a reproduction, whose
+    changes git shows. (Only the notebook's parameters are compared: a params/*.yaml file they
+    name is versioned by git, and a training run's folder refuses other settings itself. A notebook
+    given its own `out_dir`, 07 or 08, writes there and is the caller's to place.)"""
+    if not params.get("experiment") or not params.get("run") or params.get("out_dir"):
+        return
+    folder = report_dir(params["experiment"], params["run"])
+    declared = declared_parameters(notebook)
+    diff = other_result(folder, params, declared)
+    if not diff:
+        return
+    if params.get("restart"):
+        print(f"restart: replacing {shown(folder)}, made with other parameters ({'; '.join(diff)})", flush=True)
+        return
+    ways = ("give this run another `run` name, or `restart = True` replaces that result" if "restart" in declared
+            else f"give this run another `run` name, or delete {shown(folder)} to make it again")
+    raise UserError(f"{shown(folder)} holds a complete result made with other parameters ({'; '.join(diff)}); {ways}")
 
 
 def run_dir(tr: dict[str, Any]) -> Path:

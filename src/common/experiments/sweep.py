@@ -13,9 +13,11 @@ notebook before the first one starts.
 Each run writes `reports/<experiment>/<run>/`: the executed notebook, its
 `results.json` (complete: true when the last cell ran), the evaluation's predictions,
 verdicts and summary (in `eval/`), and its figures. (Notebooks that train several models,
-01, 03 and 05, put each one's evaluation beside it, in `reports/<experiment>/<run>-<name>/`.) A run whose results are complete is skipped;
-a run that fails is reported (its executed notebook keeps the traceback) and the
-sweep goes on with the others; rerunning the sweep resumes the failed or interrupted
+01, 03 and 05, put each one's evaluation beside it, in `reports/<experiment>/<run>-<name>/`.)
+A run whose results are complete with the same parameters is skipped; one complete with other
+parameters stops the sweep before anything runs or is written (`restart` replaces it); a run
+that fails is reported (its executed notebook keeps the traceback) and the sweep goes on with
+the others; rerunning the sweep resumes the failed or interrupted
 ones (training from its last checkpoint, evaluation from its predictions). W&B runs
 are grouped by the sweep's name (offline unless WANDB_MODE says otherwise; upload
 with `wandb sync wandb/offline-run-*`). `sweep.json` records every run's status and
@@ -40,6 +42,7 @@ from common.experiments.notebooks import (
     execute,
     notebook_path,
 )
+from common.experiments.tracked import other_result
 from common.jsonio import write_json
 from common.params import (
     ParamsError,
@@ -104,14 +107,32 @@ def is_complete(folder: Path) -> bool:
         return False
 
 
+def refuse_other_results(spec: SweepSpec, root: Path, runs: list[str], overrides: dict[str, Any] | None,
+                         declared: dict[str, Any]) -> None:
+    """Before the first run: a run whose folder holds a complete result made with other parameters
+    is neither taken as done nor replaced unasked (nothing is executed or written); `restart`
+    replaces it."""
+    for run in runs:
+        params = spec.run_params(run, overrides)
+        other = other_result(root / run, {**declared, **params}, declared)
+        if other and not params.get("restart"):
+            way = (f"`--only {run} --set restart=true` replaces it, or " if "restart" in declared else
+                   "delete it first, or ")
+            raise ParamsError(f"sweep {spec.name}: {shown(root / run)} holds a complete result made with other "
+                              f"parameters ({'; '.join(other)}); {way}name the run apart in the sweep file")
+
+
 def run_sweep(spec: SweepSpec, only: list[str] | None = None, overrides: dict[str, Any] | None = None,
               log_output: bool = False) -> dict[str, Any]:
-    """Execute every run that is not complete; returns the sweep record (also saved)."""
+    """Execute every run that is not complete with the same parameters (after refusing, before any
+    runs, one complete with other parameters and no `restart`); returns the sweep record (also saved)."""
     spec.check(overrides)
     unknown = sorted(set(only or []) - set(spec.runs))
     if unknown:
         raise ParamsError(f"no run {unknown} in sweep {spec.name}; its runs: {list(spec.runs)}")
     root = reports_root() / spec.experiment
+    declared = declared_parameters(spec.notebook)
+    refuse_other_results(spec, root, [r for r in spec.runs if not only or r in only], overrides, declared)
     root.mkdir(parents=True, exist_ok=True)
     record_path = root / "sweep.json"
     old = json.loads(record_path.read_text()) if record_path.exists() else {}
@@ -124,7 +145,7 @@ def run_sweep(spec: SweepSpec, only: list[str] | None = None, overrides: dict[st
         if only and run not in only:
             entry.update({k: v for k, v in previous.get(run, {}).items() if k not in entry}
                          or {"status": "complete" if is_complete(folder) else "not run"})
-        elif is_complete(folder):
+        elif is_complete(folder) and not other_result(folder, {**declared, **entry["params"]}, declared):
             print(f"[sweep] {run}: complete, skipped", flush=True)
             before = previous.get(run, {})  # what the run that completed it recorded
             entry.update({"status": "complete", "seconds": before.get("seconds"),
@@ -165,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
               + (f"  {r['error'].splitlines()[0][:150]}" if r.get("error") else ""))
     print(f"sweep {record['name']}: {len(record['runs']) - len(failed)} of {len(record['runs'])} runs complete; "
           f"figure {', '.join(record['figures'])}")
-    if failed:
-        print("failed runs keep their traceback in the executed notebook: "
-              + ", ".join(r["notebook_out"] for r in failed), file=sys.stderr)
+    executed = [r["notebook_out"] for r in failed if r.get("notebook_out")]  # (a refused run executes nothing)
+    if executed:
+        print("failed runs keep their traceback in the executed notebook: " + ", ".join(executed), file=sys.stderr)
     return 1 if failed else 0
 
 

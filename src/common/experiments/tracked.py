@@ -30,7 +30,7 @@ from typing import Any
 
 from common.experiments.compare import results_of, rows_by_model, verdicts
 from common.jsonio import read_jsonl, restore
-from common.provenance import local_path
+from common.provenance import local_path, portable
 from common.tracking import flatten, resolve_mode, start_run
 
 # keys that name, place or restart a run: never compared across a sweep
@@ -50,6 +50,50 @@ def compared(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, (list, tuple)) else v
     return out
+
+
+# the top-level notebook parameters that name or place a run, or restart it: a rerun may change them
+NAMING = frozenset({"run", "experiment", "out_dir", "wandb", "wandb_project", "wandb_group", "restart", "resume"})
+
+
+def differences(recorded: dict[str, Any], params: dict[str, Any], defaults: dict[str, Any] | None = None,
+                most: int = 3) -> list[str]:
+    """Where two notebook configurations differ, beyond the top-level keys that name, place or
+    restart a run (`NAMING`; nested keys all count, an adapter's path too): `key: <recorded> there,
+    <given> now` for the first `most`, then how many more. A key the record lacks reads as its
+    default in `defaults` (a parameter the notebook declared later)."""
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and v:
+                out.update(flat(v, f"{prefix}{k}/"))
+            else:
+                out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, (list, tuple)) else v
+        return out
+    mine = {k: v for k, v in portable(params).items() if k not in NAMING}  # paths as a record writes them
+    had = {k: v for k, v in {**portable(defaults or {}), **recorded}.items() if k not in NAMING}
+    was, now = flat(had), flat(mine)
+    keys = [k for k in sorted(was.keys() | now.keys()) if was.get(k, ...) != now.get(k, ...)]
+
+    def text(d: dict[str, Any], k: str) -> str:
+        return repr(d[k]) if k in d else "(not set)"
+    out = [f"{k}: {text(was, k)} there, {text(now, k)} now" for k in keys[:most]]
+    return out + ([f"{len(keys) - most} more"] if len(keys) > most else [])
+
+
+def other_result(folder: str | Path, params: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[str]:
+    """How the complete result in `folder` (its results.json) was made with other notebook
+    parameters than `params` (`differences`, with the notebook's declared `defaults`); empty when
+    there is none, it is unfinished, or it was made with the same ones."""
+    try:
+        done = json.loads((Path(folder) / "results.json").read_text())
+    except (OSError, ValueError):
+        return []  # no result, or one cut off while written: a run makes it
+    if not done.get("complete"):
+        return []
+    if not isinstance(done.get("params"), dict):
+        return ["no parameters recorded"]
+    return differences(done["params"], params, defaults)
 
 
 def eval_dirs(metrics: dict[str, Any], extra: dict[str, Any], run: str) -> dict[str, Path]:

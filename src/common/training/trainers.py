@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig
 from transformers import TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_callback import ExportableState
 from trl import DPOTrainer, SFTTrainer
 
-from common.jsonio import append_jsonl, write_json
+from common.jsonio import append_jsonl
 from common.provenance import git_state
 from common.training.params import TrainParams, target_modules
 
@@ -281,31 +281,38 @@ class Throughput:
         return out
 
 
-INVOCATIONS_FILE = "invocations.json"
+INVOCATIONS_FILE = "invocations.json"  # where checkpoints saved before session 30 kept them
 
 
-class CheckpointInvocations(TrainerCallback):
+class CheckpointInvocations(TrainerCallback, ExportableState):
     """Each checkpoint keeps the invocations that trained up to it: those it resumed from and this
     one's time and tokens so far (`until_step`). A run killed after a checkpoint and resumed from
-    it then records what its first steps cost, not only the resumed tail's."""
+    it then records what its first steps cost, not only the resumed tail's. They are written inside
+    the checkpoint's trainer_state.json (transformers' `ExportableState`), the file whose presence makes a
+    checkpoint complete, so a kill can never leave a complete checkpoint without them."""
 
     def __init__(self, trainer: Any, timer: Throughput, steps_before: int, earlier: list[dict[str, Any]],
                  git: dict[str, Any]) -> None:
         self.trainer, self.timer, self.steps_before, self.earlier, self.git = trainer, timer, steps_before, earlier, git
 
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-        if state.is_world_process_zero and folder.is_dir():
-            so_far = {"git": self.git, **self.timer.finish(self.trainer, self.steps_before),
-                      "until_step": state.global_step}
-            write_json(folder / INVOCATIONS_FILE, [*self.earlier, so_far])
+    def state(self) -> dict[str, Any]:
+        so_far = {"git": self.git, **self.timer.finish(self.trainer, self.steps_before),
+                  "until_step": self.trainer.state.global_step}
+        return {"args": {}, "attributes": {"invocations": [*self.earlier, so_far]}}
 
 
 def checkpoint_invocations(checkpoint: str | None) -> list[dict[str, Any]]:
     """The invocations that trained up to `checkpoint` ([] without one, or for a checkpoint saved
     before they were recorded)."""
-    path = Path(checkpoint) / INVOCATIONS_FILE if checkpoint else None
-    return json.loads(path.read_text()) if path is not None and path.is_file() else []
+    if not checkpoint:
+        return []
+    state = Path(checkpoint) / "trainer_state.json"
+    kept = json.loads(state.read_text()).get("stateful_callbacks", {}).get(CheckpointInvocations.__name__) \
+        if state.is_file() else None
+    if isinstance(kept, dict):
+        return kept.get("attributes", {}).get("invocations", [])
+    old = Path(checkpoint) / INVOCATIONS_FILE
+    return json.loads(old.read_text()) if old.is_file() else []
 
 
 def run_trainer(trainer: Any, checkpoint: str | None) -> dict[str, Any]:
