@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import LogitsProcessorList, StoppingCriteriaList, StopStringCriteria
 
 from common.decoding import CallDecision
 
@@ -103,6 +103,13 @@ class TransformersBackend(Backend):
         self.stop_ids, self.stop_strings = stop_rules(tokenizer, stop_texts, own if isinstance(own, list) else [own])
         if not self.stop_ids:
             raise ValueError("no stop token: the tokenizer has no eos token and no stop text is a token")
+        # Built once, not per call through generate(stop_strings=...): transformers 5.23 caches the
+        # criteria's embedding of the vocabulary under tokenizer.get_vocab(), whose order changes
+        # from call to call with a Rust tokenizer, so the cache never hit and every batch embedded
+        # the whole vocabulary again: 0.7 s a call for SmolLM2's 49k tokens, 6 s for Gemma's 262k
+        # (LOG.md, 2026-12-03).
+        self.stop_criteria = (StoppingCriteriaList([StopStringCriteria(tokenizer, self.stop_strings)])
+                              if self.stop_strings else None)
 
     def describe(self) -> dict[str, Any]:
         p = next(self.model.parameters())
@@ -123,7 +130,8 @@ class TransformersBackend(Backend):
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         batch = batch.to(self.model.device)
         sampling = {} if s.greedy else {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k}
-        stops = {"stop_strings": self.stop_strings, "tokenizer": self.tokenizer} if self.stop_strings else {}
+        # (generate also gets the tokenizer: a hub model whose generation_config sets stop_strings needs it)
+        stops = {"stopping_criteria": self.stop_criteria} if self.stop_criteria else {}
         if self.call_probe:
             self.call_probe.reset()
         torch.manual_seed(s.seed)
@@ -131,7 +139,7 @@ class TransformersBackend(Backend):
         out = self.model.generate(
             **batch, max_new_tokens=s.max_new_tokens, do_sample=not s.greedy, **sampling,
             repetition_penalty=s.repetition_penalty, eos_token_id=self.stop_ids,
-            pad_token_id=self.tokenizer.pad_token_id, **stops,
+            pad_token_id=self.tokenizer.pad_token_id, tokenizer=self.tokenizer, **stops,
             logits_processor=LogitsProcessorList(self.logits_processors))
         seconds = time.perf_counter() - start
         width = batch["input_ids"].shape[1]

@@ -228,6 +228,37 @@ def test_a_row_padded_after_a_stop_string_counts_only_its_own_tokens(tok):
     assert (g.text, g.new_tokens, g.finish_reason) == ("hellohello", 2, "length")
 
 
+def test_a_stop_string_ends_every_batch_and_its_criterion_is_built_once(tok, monkeypatch):
+    """generate(stop_strings=...) would embed the whole vocabulary again on every call (its cache
+    misses: get_vocab's order changes); the backend builds the criterion once and reuses it."""
+    import common.backends as backends
+    from common.models import load_model
+    built = []
+
+    class Counted(backends.StopStringCriteria):
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            super().__init__(*args, **kwargs)
+    monkeypatch.setattr(backends, "StopStringCriteria", Counted)
+    model, _ = load_model("tiny-random-llama", dtype="float32")
+    prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    width = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    script = tok("hello<tool_response>world", add_special_tokens=False)["input_ids"]
+
+    class Script:
+        def __call__(self, input_ids, scores):
+            forced = torch.full_like(scores, float("-inf"))
+            forced[:, script[min(input_ids.shape[1] - width, len(script) - 1)]] = 0
+            return forced
+    backend = backends.TransformersBackend(model, tok, backends.GenerationSettings(max_new_tokens=12),
+                                           ("<|im_end|>", "<tool_response>"), logits_processors=[Script()])
+    for _ in range(2):
+        g = backend.generate([prompt, prompt])
+        assert [(x.text, x.finish_reason) for x in g] == [("hello", "stop")] * 2
+        assert g[0].new_tokens < len(script)  # stopped at the string, before "world"
+    assert len(built) == 1
+
+
 def test_unknown_suite_lists_the_shipped_ones():
     with pytest.raises(UserError, match="everyday_tools"):
         ev.load_data("suite:nope")

@@ -480,6 +480,42 @@ def test_dpo_reference_is_the_sft_model_and_dpo_trains_the_adapter(tmp_path, dat
 
 
 @pytest.mark.slow
+def test_dpo_scores_only_the_answers_on_the_cpu_with_trls_log_probs(tmp_path, data_file, monkeypatch):
+    """TRL's fused LM head projects every position off Triton devices; this trainer projects the
+    answers' only (`completions_only`), and its loss and reference log-probs are TRL's."""
+    import trl.trainer.utils as trl_utils
+    from trl import DPOTrainer
+    train_sft(sft_params(tmp_path, data_file, max_steps=1))
+    p = resolve(DPOParams(sft=str(tmp_path / "sft"), data=data_file, pair_sources=["corrupted"], pair_prompts=4,
+                          max_steps=1, batch_size=2, precision="fp32", device="cpu", wandb="disabled", max_length=4096,
+                          out=str(tmp_path / "dpo")), "dpo")
+    trainer, _ = dpo_trainer(p, prepare_out(p, "dpo"), [])
+    batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
+    scored = []  # the rows each call projects through the LM head
+    real = trl_utils._ChunkedLogProbFunction
+
+    class Spy:
+        @staticmethod
+        def apply(hidden, *rest):
+            scored.append(hidden.shape[0])
+            return real.apply(hidden, *rest)
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
+    answers = int(batch["completion_mask"][:, 1:].sum())
+    positions = batch["input_ids"].shape[0] * (batch["input_ids"].shape[1] - 1)
+    assert answers < positions / 3  # the prompt (tools and request) is most of each sequence
+    ours = trainer.compute_ref_log_probs(trainer.model, batch)
+    theirs = DPOTrainer.compute_ref_log_probs(trainer, trainer.model, batch)
+    assert scored == [answers, positions]
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, atol=1e-4)
+    scored.clear()
+    loss = trainer.compute_loss(trainer.model, batch)
+    trl_loss = DPOTrainer.compute_loss(trainer, trainer.model, batch)
+    assert scored == [answers, answers, positions, positions]  # policy and reference, each way
+    assert torch.allclose(loss, trl_loss, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_dpo_run_with_the_sft_loss_logs_rewards(tmp_path, data_file):
     train_sft(sft_params(tmp_path, data_file, max_steps=2))
     results = train_dpo(dict(sft=str(tmp_path / "sft"), data=data_file, pair_sources=["corrupted"],

@@ -5,7 +5,8 @@
   only the positions that have a label (the completion), under bf16 autocast on a
   CPU that is fast at it. Everything else (data collation, padding-free batches,
   checkpoints, resume, W&B) is TRL's and transformers'.
-- `TokenizedDPOTrainer`: TRL's DPOTrainer fed pairs tokenized like the SFT rows.
+- `TokenizedDPOTrainer`: TRL's DPOTrainer fed pairs tokenized like the SFT rows, scoring
+  only the answers' positions on the CPU (`completions_only`).
 - `HistoryFile`: every logged line appended to `history.jsonl` as it comes, so the
   curves of a run survive without the W&B server and while the run is going.
 - `changed_parameters`, `parameter_counts`: what training changed, and how much may train.
@@ -27,6 +28,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import trl.trainer.utils as trl_utils
 from peft import LoraConfig
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
@@ -120,6 +122,25 @@ class CompletionSFTTrainer(SFTTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
+@contextlib.contextmanager
+def completions_only():
+    """TRL's fused LM head scoring only the labelled positions on the CPU too.
+
+    TRL 1.16 (`trl.trainer.utils.add_fused_lm_head`) projects only the labelled positions
+    through the LM head on Triton devices; elsewhere it projects every position and masks
+    after, so that tile shapes stay fixed for compilers such as Neuron's. On the CPU nothing
+    recompiles, and a tool-calling prompt is ~90% of its sequence: every DPO forward and
+    backward (policy and reference, chosen and rejected) paid the vocabulary projection for
+    the prompt. TRL has no option for it, so its switch is flipped here, for this trainer's
+    calls only; the log-probabilities are the same (test_train checks both paths)."""
+    original = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
 class TokenizedDPOTrainer(DPOTrainer):
     """DPOTrainer that takes pairs already tokenized (`prompt_ids`, `chosen_ids`,
     `rejected_ids`), the way `training_data` tokenizes SFT rows. TRL 1.16 always
@@ -132,6 +153,14 @@ class TokenizedDPOTrainer(DPOTrainer):
         if {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(dataset.column_names):
             return dataset
         return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    def compute_loss(self, *args: Any, **kwargs: Any) -> Any:
+        with completions_only():
+            return super().compute_loss(*args, **kwargs)
+
+    def compute_ref_log_probs(self, *args: Any, **kwargs: Any) -> Any:
+        with completions_only():
+            return super().compute_ref_log_probs(*args, **kwargs)
 
 
 class HistoryFile(TrainerCallback):
