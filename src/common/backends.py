@@ -130,8 +130,6 @@ class TransformersBackend(Backend):
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         batch = batch.to(self.model.device)
         sampling = {} if s.greedy else {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k}
-        # (generate also gets the tokenizer: a hub model whose generation_config sets stop_strings needs it)
-        stops = {"stopping_criteria": self.stop_criteria} if self.stop_criteria else {}
         if self.call_probe:
             self.call_probe.reset()
         torch.manual_seed(s.seed)
@@ -139,7 +137,9 @@ class TransformersBackend(Backend):
         out = self.model.generate(
             **batch, max_new_tokens=s.max_new_tokens, do_sample=not s.greedy, **sampling,
             repetition_penalty=s.repetition_penalty, eos_token_id=self.stop_ids,
-            pad_token_id=self.tokenizer.pad_token_id, tokenizer=self.tokenizer, **stops,
+            pad_token_id=self.tokenizer.pad_token_id, stopping_criteria=self.stop_criteria,
+            # the tokenizer too: a hub model whose generation_config sets stop_strings needs it
+            tokenizer=self.tokenizer,
             logits_processor=LogitsProcessorList(self.logits_processors))
         seconds = time.perf_counter() - start
         width = batch["input_ids"].shape[1]

@@ -185,26 +185,30 @@ def test_ci_params_run_the_tiny_model(tmp_path):
     assert results["n_samples"] == 4 and results["latency_mode"]["requests"] == 2
 
 
+PROMPT = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+
+
+class Script:
+    """Forces `tokens` one per step after the prompt, then its last one: a stand-in for a grammar."""
+
+    def __init__(self, tok, tokens):
+        self.width, self.tokens = len(tok(PROMPT, add_special_tokens=False)["input_ids"]), tokens
+
+    def __call__(self, input_ids, scores):
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.tokens[min(input_ids.shape[1] - self.width, len(self.tokens) - 1)]] = 0
+        return forced
+
+
 def test_backend_stops_at_a_stop_token_and_applies_logits_processors(tok):
     from common.backends import GenerationSettings, TransformersBackend
     from common.models import load_model
     model, _ = load_model("tiny-random-llama", dtype="float32")
     end = tok.convert_tokens_to_ids("<|im_end|>")
     word = tok.convert_tokens_to_ids("hello")
-
-    class Script:
-        """Forces 'hello hello hello' and then the end token: a stand-in for a grammar."""
-
-        def __call__(self, input_ids, scores):
-            step = input_ids.shape[1] - width
-            forced = torch.full_like(scores, float("-inf"))
-            forced[:, word if step < 3 else end] = 0
-            return forced
-    prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-    width = len(tok(prompt, add_special_tokens=False)["input_ids"])
     backend = TransformersBackend(model, tok, GenerationSettings(max_new_tokens=10), ("<|im_end|>",),
-                                  logits_processors=[Script()])
-    g = backend.generate([prompt])[0]
+                                  logits_processors=[Script(tok, [word, word, word, end])])
+    g = backend.generate([PROMPT])[0]
     assert g.text == "hellohellohello" and g.new_tokens == 4 and g.finish_reason == "stop"
     assert backend.describe()["logits_processors"] == ["Script"]
     assert end in backend.stop_ids
@@ -241,19 +245,11 @@ def test_a_stop_string_ends_every_batch_and_its_criterion_is_built_once(tok, mon
             super().__init__(*args, **kwargs)
     monkeypatch.setattr(backends, "StopStringCriteria", Counted)
     model, _ = load_model("tiny-random-llama", dtype="float32")
-    prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-    width = len(tok(prompt, add_special_tokens=False)["input_ids"])
     script = tok("hello<tool_response>world", add_special_tokens=False)["input_ids"]
-
-    class Script:
-        def __call__(self, input_ids, scores):
-            forced = torch.full_like(scores, float("-inf"))
-            forced[:, script[min(input_ids.shape[1] - width, len(script) - 1)]] = 0
-            return forced
     backend = backends.TransformersBackend(model, tok, backends.GenerationSettings(max_new_tokens=12),
-                                           ("<|im_end|>", "<tool_response>"), logits_processors=[Script()])
+                                           ("<|im_end|>", "<tool_response>"), logits_processors=[Script(tok, script)])
     for _ in range(2):
-        g = backend.generate([prompt, prompt])
+        g = backend.generate([PROMPT, PROMPT])
         assert [(x.text, x.finish_reason) for x in g] == [("hello", "stop")] * 2
         assert g[0].new_tokens < len(script)  # stopped at the string, before "world"
     assert len(built) == 1

@@ -453,16 +453,19 @@ def sequence_logps(model, prompt_ids, answer_ids):
     return logp[torch.arange(n - 1, ids.shape[1] - 1), ids[0, n:]].sum()
 
 
+def tiny_dpo_trainer(tmp_path, data_file, sft_steps, **kw):
+    """An SFT run of `sft_steps` on the tiny model, then the DPOTrainer on its corrupted pairs."""
+    train_sft(sft_params(tmp_path, data_file, max_steps=sft_steps))
+    p = resolve(DPOParams(**({"sft": str(tmp_path / "sft"), "data": data_file, "pair_sources": ["corrupted"],
+                              "batch_size": 2, "gradient_accumulation_steps": 1, "precision": "fp32", "device": "cpu",
+                              "wandb": "disabled", "max_length": 4096, "out": str(tmp_path / "dpo")} | kw)), "dpo")
+    return dpo_trainer(p, prepare_out(p, "dpo"), [])
+
+
 @pytest.mark.slow
 def test_dpo_reference_is_the_sft_model_and_dpo_trains_the_adapter(tmp_path, data_file):
-    train_sft(sft_params(tmp_path, data_file, max_steps=4))
-    p = resolve(DPOParams(sft=str(tmp_path / "sft"), data=data_file, pair_sources=["corrupted"],
-                                pair_prompts=12, max_steps=2, batch_size=2, gradient_accumulation_steps=1,
-                                learning_rate=5e-3, precision="fp32", device="cpu", wandb="disabled", save_steps=10,
-                                max_length=4096,
-                                out=str(tmp_path / "dpo")), "dpo")
-    out = prepare_out(p, "dpo")
-    trainer, info = dpo_trainer(p, out, [])
+    trainer, info = tiny_dpo_trainer(tmp_path, data_file, 4, pair_prompts=12, max_steps=2, learning_rate=5e-3,
+                                     save_steps=10)
     pair = trainer.train_dataset[0]
     batch = trainer.data_collator([pair])
     ref_chosen, _ = trainer.compute_ref_log_probs(trainer.model, batch)
@@ -485,11 +488,7 @@ def test_dpo_scores_only_the_answers_on_the_cpu_with_trls_log_probs(tmp_path, da
     answers' only (`completions_only`), and its loss and reference log-probs are TRL's."""
     import trl.trainer.utils as trl_utils
     from trl import DPOTrainer
-    train_sft(sft_params(tmp_path, data_file, max_steps=1))
-    p = resolve(DPOParams(sft=str(tmp_path / "sft"), data=data_file, pair_sources=["corrupted"], pair_prompts=4,
-                          max_steps=1, batch_size=2, precision="fp32", device="cpu", wandb="disabled", max_length=4096,
-                          out=str(tmp_path / "dpo")), "dpo")
-    trainer, _ = dpo_trainer(p, prepare_out(p, "dpo"), [])
+    trainer, _ = tiny_dpo_trainer(tmp_path, data_file, 1, pair_prompts=4, max_steps=1)
     batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
     scored = []  # the rows each call projects through the LM head
     real = trl_utils._ChunkedLogProbFunction
